@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh Debian/Ubuntu box with Python >= 3.11:
+#   make up    start the embedded fleet (Redis, API, worker, Flower) in the foreground
+#   make test  lint, type-check and run the test suite against real processes
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: up test test-faults lint install redis-server clean
+
+up: install redis-server
+	$(BIN)/ttsfleet up
+
+test: install redis-server lint
+	$(BIN)/pytest
+
+test-faults: install redis-server
+	$(BIN)/pytest -m slow
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "ttsfleet needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[piper,dev]'
+	@touch $@
+
+# Installed from the system's packages when missing; the fleet and the tests start their
+# own redis-server on a free port and never use a system instance on 6379.
+redis-server:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "redis-server is missing and there is no apt-get: install redis-server (>= 6) and rerun" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	    echo "redis-server is missing and this user cannot run apt-get: install redis-server and rerun" >&2; exit 1; fi; \
+	  echo "installing redis-server with apt-get"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(VENV) .ttsfleet test-output .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,92 @@
+"""The FastAPI application: wiring of settings, store, queue, storage and routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+
+from api import errors, metrics
+from api.jobs import router
+from tasks.app import create_app as create_celery
+from tasks.jobs import JobRequest
+from tasks.settings import Settings, get_settings
+from tasks.storage import storage_from_settings
+from tasks.store import JobStore
+from tasks.tenants import TenantDirectory
+
+API_VERSION = "1.0.0"
+
+
+def create_app(
+    settings: Settings,
+    store: JobStore | None = None,
+    celery: Celery | None = None,
+    tenants: TenantDirectory | None = None,
+) -> FastAPI:
+    """Build the API; collaborators default to the ones `settings` describe."""
+    app = FastAPI(
+        title="ttsfleet",
+        version=API_VERSION,
+        description="Asynchronous text-to-speech jobs: submit, poll or get a callback, download.",
+    )
+    app.state.settings = settings
+    app.state.store = store or JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    app.state.celery = celery or create_celery(settings)
+    app.state.tenants = tenants or TenantDirectory.from_settings(settings)
+    app.state.storage = storage_from_settings(settings)
+    queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
+
+    errors.install(app)
+    app.middleware("http")(metrics.observe)
+    app.include_router(router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready when Redis answers; 503 with Retry-After otherwise."""
+        store: JobStore = request.app.state.store
+        try:
+            store.ping()
+        except Exception:
+            err = errors.Unavailable("redis is unreachable")
+            return JSONResponse(errors.error_body(err.code, err.message), 503, headers=err.headers)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        return metrics.scrape(queue_depth)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["JobRequest"] = body
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            for path, ops in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (`api.app:app_from_env`): settings from the environment."""
+    return create_app(get_settings())

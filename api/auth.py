@@ -1,0 +1,21 @@
+"""Bearer API keys: each key belongs to one tenant, and a tenant sees only its own jobs."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from api.errors import Unauthorized
+from tasks.tenants import Tenant, TenantDirectory
+
+
+def authenticate(request: Request) -> Tenant:
+    """FastAPI dependency: the tenant of the request's `Authorization: Bearer` key."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send 'Authorization: Bearer <api key>'")
+    directory: TenantDirectory = request.app.state.tenants
+    tenant = directory.by_key(key.strip())
+    if tenant is None:
+        raise Unauthorized("the API key is not valid")
+    return tenant

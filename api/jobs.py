@@ -1,0 +1,199 @@
+"""The `/v1` endpoints: where a job enters the fleet and where clients read it back."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from celery import Celery
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from api.auth import authenticate
+from api.body import read_json
+from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
+from tasks.app import enqueue
+from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
+from tasks.settings import Settings
+from tasks.storage import Storage
+from tasks.store import JobStore
+from tasks.tenants import Tenant
+
+router = APIRouter(prefix="/v1")
+TenantDep = Annotated[Tenant, Depends(authenticate)]
+
+_CURSOR = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def _job_request_schema() -> dict[str, Any]:
+    schema = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+def job_body_openapi() -> dict[str, Any]:
+    """The request body as OpenAPI sees it (the body is parsed by hand, see api.body)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}
+            },
+        }
+    }
+
+
+def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
+    """The record of a new job: voice resolved to its model, native rate filled in."""
+    voice = request.voice or settings.default_voice
+    model = settings.model_for_voice(voice)
+    if model is None:
+        known = ", ".join(v for spec in settings.models.values() for v in spec.voices)
+        raise errors.UnknownVoice(f"no model serves voice {voice!r}; known voices: {known}")
+    job_id = new_job_id()
+    native = settings.models[model].voices[voice].sample_rate
+    return Job(
+        id=job_id,
+        tenant=tenant.id,
+        status=JobStatus.QUEUED,
+        created_at=utc_now(),
+        voice=voice,
+        model=model,
+        text=request.text,
+        speed=request.speed,
+        format=request.format,
+        sample_rate=request.sample_rate or native,
+        priority=request.priority,
+        deadline_s=request.deadline_s,
+        metadata=request.metadata,
+        storage_key=f"{tenant.id}/{job_id}.{request.format.value}",
+        callback=CallbackInfo(url=str(request.callback_url)) if request.callback_url else None,
+    )
+
+
+def submit_job(store: JobStore, celery: Celery, job: Job) -> None:
+    """Record, then enqueue; if the enqueue fails the record is removed again."""
+    store.create(job)
+    try:
+        enqueue(celery, job)
+    except Exception as exc:
+        store.discard(job)
+        raise errors.Unavailable("the queue is unreachable; the job was not accepted") from exc
+
+
+def _state(request: Request) -> tuple[Settings, JobStore]:
+    return request.app.state.settings, request.app.state.store
+
+
+@router.post("/jobs", status_code=202, openapi_extra=job_body_openapi())
+async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
+    """Submit one job: 202 with the job and its `Location`."""
+    settings, store = _state(request)
+    body = await read_json(request)
+    try:
+        job_request = JobRequest.model_validate(
+            body, context={"max_text_chars": settings.max_text_chars}
+        )
+    except ValidationError as exc:
+        message, details = errors.describe(exc)
+        return JSONResponse(errors.error_body("validation_error", message, details=details), 422)
+    job = build_job(settings, tenant, job_request)
+    await run_in_threadpool(submit_job, store, request.app.state.celery, job)
+    JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
+    return JSONResponse(job.public(), 202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _owned(store: JobStore, tenant: Tenant, job_id: str) -> Job:
+    job = store.get_for_tenant(tenant.id, job_id)
+    if job is None:
+        raise errors.NotFound(f"no job {job_id!r}")
+    return job
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(request: Request, job_id: str, tenant: TenantDep) -> dict[str, Any]:
+    """The job as it is now; another tenant's job is 404."""
+    _, store = _state(request)
+    job = await run_in_threadpool(_owned, store, tenant, job_id)
+    return job.public()
+
+
+@router.get("/jobs")
+async def list_jobs(
+    request: Request,
+    tenant: TenantDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=26)] = None,
+) -> dict[str, Any]:
+    """The tenant's recent jobs, newest first; pass `next_cursor` back for the next page."""
+    _, store = _state(request)
+    if cursor is not None and not _CURSOR.match(cursor):
+        raise errors.InvalidRequest("cursor: not a cursor this API returned")
+    jobs, next_cursor = await run_in_threadpool(store.list, tenant.id, status, limit, cursor)
+    return {"jobs": [job.public() for job in jobs], "next_cursor": next_cursor}
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(request: Request, job_id: str, tenant: TenantDep) -> dict[str, Any]:
+    """queued or running → canceled; a terminal job is 409."""
+    _, store = _state(request)
+
+    def cancel() -> Job:
+        _owned(store, tenant, job_id)
+        result = store.cancel(job_id)
+        job = _owned(store, tenant, job_id)
+        if not result.applied:
+            raise errors.JobAlreadyTerminal(f"the job is already {job.status.value}")
+        return job
+
+    job = await run_in_threadpool(cancel)
+    JOBS_CANCELED.labels(tenant.id).inc()
+    return job.public()
+
+
+@router.get(
+    "/jobs/{job_id}/audio",
+    responses={200: {"content": {"audio/*": {}}}, 307: {"description": "presigned URL"}},
+    response_model=None,
+)
+async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
+    """The audio itself (file storage) or a 307 to a presigned URL (S3)."""
+    _, store = _state(request)
+    storage: Storage = request.app.state.storage
+    job = await run_in_threadpool(_owned, store, tenant, job_id)
+    if job.status is not JobStatus.SUCCEEDED or job.audio is None:
+        raise errors.JobNotFinished(
+            f"the job is {job.status.value}; audio exists once it succeeded"
+        )
+    path = storage.local_path(job.storage_key)
+    if path is not None:
+        return FileResponse(
+            path,
+            media_type=job.format.content_type,
+            filename=f"{job.id}.{job.format.value}",
+        )
+    url = await run_in_threadpool(storage.presigned_url, job.storage_key)
+    if url is None:
+        raise errors.Unavailable("the audio object is not reachable right now")
+    return RedirectResponse(url, status_code=307)
+
+
+@router.get("/voices")
+async def list_voices(request: Request, tenant: TenantDep) -> list[dict[str, Any]]:
+    """Every voice some model serves, with its engine, language and native rate."""
+    settings: Settings = request.app.state.settings
+    return [
+        {
+            "id": voice,
+            "model": model,
+            "engine": spec.engine,
+            "language": info.language,
+            "sample_rate": info.sample_rate,
+        }
+        for model, spec in settings.models.items()
+        for voice, info in spec.voices.items()
+    ]

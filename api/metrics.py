@@ -1,0 +1,103 @@
+"""Prometheus metrics of the API: requests by route and status, jobs submitted, queue depth.
+
+With several API processes, `PROMETHEUS_MULTIPROC_DIR` is set by `api.server` before any
+process imports prometheus_client, and a scrape aggregates every process's files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import redis
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tasks import keys
+from tasks.app import PRIORITY_STEPS
+
+REQUESTS = Counter(
+    "ttsfleet_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "ttsfleet_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+JOBS_SUBMITTED = Counter(
+    "ttsfleet_jobs_submitted_total", "Jobs accepted with 202", ["tenant", "voice"]
+)
+JOBS_CANCELED = Counter("ttsfleet_jobs_canceled_total", "Jobs canceled through the API", ["tenant"])
+
+
+def queue_names(queue: str) -> list[str]:
+    """The Redis lists kombu keeps for one queue, one per priority step."""
+    return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
+
+
+class QueueDepthCollector(Collector):
+    """Reads queue lengths from Redis at scrape time, so every API process reports the same."""
+
+    def __init__(self, client: redis.Redis, models: list[str]) -> None:
+        self._redis = client
+        self._queues = [keys.synth_queue(m) for m in models]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "ttsfleet_queue_depth", "Messages waiting in a model's queue", labels=["queue"]
+        )
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for queue in self._queues:
+                for name in queue_names(queue):
+                    pipe.llen(name)
+            lengths = pipe.execute()
+        except redis.RedisError:
+            return
+        steps = len(PRIORITY_STEPS)
+        for i, queue in enumerate(self._queues):
+            gauge.add_metric([queue], float(sum(lengths[i * steps : (i + 1) * steps])))
+        yield gauge
+
+
+def scrape(queue_depth: Collector) -> Response:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(queue_depth)
+        data = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry.register(queue_depth)
+        data = generate_latest(REGISTRY) + generate_latest(registry)
+    return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+async def observe(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """HTTP middleware: count and time every request under its route template."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        REQUESTS.labels(request.method, path, str(status)).inc()
+        LATENCY.labels(request.method, path).observe(time.perf_counter() - started)

@@ -1,0 +1,213 @@
+"""The embedded fleet of `make up`: redis-server, API, synth worker, Flower, one folder.
+
+Everything runs as child processes in their own process groups, so Ctrl-C stops the
+whole tree (prefork children and API workers included) and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def dev_tenant(home: Path) -> tuple[Path, str]:
+    """The tenants file with one `dev` tenant; its key is kept across restarts."""
+    path = home / "tenants.json"
+    if not path.is_file():
+        key = "tf_" + secrets.token_urlsafe(24)
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        tenants = {"tenants": [{"id": "dev", "api_keys": [key], "webhook_secret": secret}]}
+        path.write_text(json.dumps(tenants, indent=2) + "\n")
+        path.chmod(0o600)
+    key = json.loads(path.read_text())["tenants"][0]["api_keys"][0]
+    return path, str(key)
+
+
+def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """redis-server on loopback with AOF fsync'd on every write: a 202 survives a crash."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit(
+            "redis-server is not installed: `make up` installs it, "
+            "or run apt-get install redis-server"
+        )
+    data = home / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    args = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data.resolve()),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        "--logfile", str((data / "redis.log").resolve()), "--daemonize", "no",
+    ]  # fmt: skip
+    return subprocess.Popen(args, start_new_session=True)
+
+
+def wait_for(check: str, probe: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if callable(probe) and probe():
+                return
+        except Exception:  # noqa: S110 - not up yet
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{check} did not become ready within {timeout:.0f} s")
+
+
+@dataclass
+class Fleet:
+    """The child processes of one `ttsfleet up`, stopped together."""
+
+    home: Path
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.home / f"{name}.log", "ab")
+        self.children[name] = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def first_dead(self) -> str | None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every group (Redis last, so workers finish their writes), then SIGKILL."""
+        order = [n for n in self.children if n != "redis"] + (
+            ["redis"] if "redis" in self.children else []
+        )
+        for batch in (order[:-1], order[-1:]) if "redis" in self.children else (order,):
+            for name in batch:
+                _signal_group(self.children[name], signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for name in batch:
+                proc = self.children[name]
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+                # Grandchildren (prefork children, API workers) go with their group.
+                _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> int:
+    """Start the fleet in the foreground; returns an exit code when it stops."""
+    home.mkdir(parents=True, exist_ok=True)
+    home = home.resolve()
+    for name, port in (("API", api_port), ("Flower", flower_port)):
+        if not port_is_free(port):
+            raise SystemExit(
+                f"port {port} for the {name} is taken: stop what uses it or set "
+                f"TTSFLEET_{name.upper()}_PORT to another port"
+            )
+    tenants_file, api_key = dev_tenant(home)
+    redis_port = free_port()
+    fleet = Fleet(home)
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = {
+        **os.environ,
+        "TTSFLEET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "TTSFLEET_STORAGE_URL": "file://" + str(home / "audio"),
+        "TTSFLEET_TENANTS_FILE": str(tenants_file),
+        "TTSFLEET_CALLBACK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
+        "TTSFLEET_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+    }
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        fleet.children["redis"] = start_redis(home, redis_port)
+        import redis
+
+        client = redis.Redis(port=redis_port, socket_connect_timeout=0.5)
+        wait_for("redis-server", client.ping, 20)
+        me = [sys.executable, "-m", "client.cli"]
+        fleet.spawn("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)], env)
+        worker = [*me, "worker", "--device", "cpu"]
+        if concurrency:
+            worker += ["--concurrency", str(concurrency)]
+        fleet.spawn("worker", worker, env)
+        fleet.spawn(
+            "flower",
+            [sys.executable, "-m", "celery", "-A", "tasks", "flower",
+             "--address=127.0.0.1", f"--port={flower_port}"],
+            env,
+        )  # fmt: skip
+        wait_for(
+            "the API", lambda: httpx.get(api_url + "/readyz", timeout=1).status_code == 200, 60
+        )
+        (home / "env").write_text(f"TTSFLEET_API_URL={api_url}\nTTSFLEET_API_KEY={api_key}\n")
+        print(
+            f"ttsfleet is up.\n"
+            f"  API      {api_url}   (docs {api_url}/docs)\n"
+            f"  Flower   http://127.0.0.1:{flower_port}\n"
+            f"  Redis    redis://127.0.0.1:{redis_port}/0   (AOF under {home / 'redis'})\n"
+            f"  Audio    {home / 'audio'}\n"
+            f"  Logs     {home}/*.log\n"
+            f"  API key  {api_key}\n"
+            f"  (saved to {home / 'env'} for the ttsfleet CLI)\n"
+            f"Try:  curl -s -X POST {api_url}/v1/jobs -H 'Authorization: Bearer {api_key}' "
+            f"-H 'Content-Type: application/json' -d '{{\"text\": \"Hello from ttsfleet.\"}}'\n"
+            f"Ctrl-C stops everything.",
+            flush=True,
+        )
+        while not stopping:
+            dead = fleet.first_dead()
+            if dead is not None:
+                print(
+                    f"{dead} exited (see {home / (dead + '.log')}); stopping the fleet",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("stopping ttsfleet ...", flush=True)
+        fleet.stop()
+        print("stopped.", flush=True)

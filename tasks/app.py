@@ -1,0 +1,59 @@
+"""The Celery app both sides share, and how a job is routed to its model's queue."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from tasks import keys
+from tasks.jobs import Job, JobMessage
+from tasks.settings import Settings, get_settings
+
+# Kombu's Redis transport emulates priorities with one list per step; lower is served first.
+PRIORITY_STEPS = [0, 3, 6]
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured from `settings`; the worker's task module is included lazily."""
+    app = Celery("ttsfleet", broker=settings.redis_url, include=["worker.task"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Outcomes live in the job store; Celery results would be a second, unread copy.
+        task_ignore_result=True,
+        # Ack only once the job's outcome is recorded, and requeue if the child dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=keys.synth_queue(next(iter(settings.models))),
+        task_default_priority=3,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": PRIORITY_STEPS,
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        broker_connection_retry_on_startup=True,
+        # A job running when the broker connection drops would be redelivered: stop it.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Events feed Flower.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def enqueue(app: Celery, job: Job) -> None:
+    """Send the job's message to the queue of the model that serves its voice."""
+    app.send_task(
+        keys.SYNTHESIZE_TASK,
+        args=[JobMessage(job_id=job.id, tenant=job.tenant).encode()],
+        queue=keys.synth_queue(job.model),
+        priority=job.priority.celery_priority,
+        task_id=job.id,
+    )
+
+
+# `celery -A tasks worker` finds this.
+app = create_app(get_settings())

@@ -1,0 +1,211 @@
+"""The job as a value: what clients submit, what the store keeps, what crosses the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from tasks.errors import InvalidJob
+
+METADATA_MAX_BYTES = 16 * 1024
+DEADLINE_MAX_S = 604800
+SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_job_id(now_ms: int | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def job_id_floor(ms: int) -> str:
+    """The smallest id created at `ms`: the lexical bound for pruning the tenant index."""
+    value = ms << 80
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with milliseconds, the format of every timestamp in a job."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def celery_priority(self) -> int:
+        """Kombu's Redis transport serves lower numbers first (see tasks.app priority_steps)."""
+        return {"high": 0, "normal": 3, "low": 6}[self.value]
+
+
+class AudioFormat(StrEnum):
+    WAV = "wav"
+    FLAC = "flac"
+    OGG = "ogg"
+    MP3 = "mp3"
+
+    @property
+    def content_type(self) -> str:
+        return {
+            "wav": "audio/wav",
+            "flac": "audio/flac",
+            "ogg": "audio/ogg",
+            "mp3": "audio/mpeg",
+        }[self.value]
+
+
+class JobRequest(BaseModel):
+    """The body of `POST /v1/jobs`. Validate with `context={"max_text_chars": n}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    voice: str | None = None
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False)
+    format: AudioFormat = AudioFormat.WAV
+    sample_rate: SampleRate | None = None
+    callback_url: AnyHttpUrl | None = None
+    priority: Priority = Priority.NORMAL
+    deadline_s: int | None = Field(default=None, ge=1, le=DEADLINE_MAX_S)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_fits(cls, value: str, info: ValidationInfo) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("text must contain at least one non-space character")
+        if "\x00" in text:
+            raise ValueError("text must not contain NUL characters")
+        limit = (info.context or {}).get("max_text_chars", 5000)
+        if len(text) > limit:
+            raise ValueError(f"text is {len(text)} characters long; the limit is {limit}")
+        return text
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_fits(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}")
+        return value
+
+
+class AudioInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    format: AudioFormat
+    sample_rate: int
+    duration_s: float
+    bytes: int
+    sha256: str
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class CallbackInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    last_status: int | None = None
+
+
+class Job(BaseModel):
+    """A job record as the store holds it; `public()` is what clients see (DESIGN §4)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant: str
+    status: JobStatus
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    voice: str
+    model: str
+    text: str
+    speed: float
+    format: AudioFormat
+    sample_rate: int
+    priority: Priority
+    deadline_s: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = 0
+    storage_key: str
+    audio: AudioInfo | None = None
+    error: ErrorInfo | None = None
+    callback: CallbackInfo | None = None
+
+    _PUBLIC = (
+        "id status created_at started_at finished_at voice format sample_rate priority "
+        "metadata attempts audio error callback"
+    ).split()
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        return {name: data[name] for name in self._PUBLIC}
+
+
+class JobMessage(BaseModel):
+    """What crosses the queue: ids only; the worker reads the rest from the job store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(min_length=1, max_length=64)
+    tenant: str = Field(min_length=1, max_length=128)
+
+    def encode(self) -> dict[str, str]:
+        return self.model_dump()
+
+    @classmethod
+    def decode(cls, payload: object) -> JobMessage:
+        try:
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidJob(f"not a job message: {exc.errors()[0]['msg']}") from exc

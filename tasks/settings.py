@@ -1,0 +1,105 @@
+"""Every knob of the fleet, read once from `TTSFLEET_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_VOICE = "en_US-joe-medium"
+
+
+class VoiceSpec(BaseModel):
+    """What the API tells clients about a voice, without loading its model."""
+
+    language: str = "en_US"
+    sample_rate: int = 22050
+
+
+class ModelSpec(BaseModel):
+    """One model a worker can load: its engine, the engine's options and the voices it serves."""
+
+    engine: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    voices: dict[str, VoiceSpec]
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {
+        "piper-joe": ModelSpec(
+            engine="piper",
+            voices={BUNDLED_VOICE: VoiceSpec(language="en_US", sample_rate=22050)},
+        )
+    }
+
+
+def _default_storage_url() -> str:
+    return "file://" + str((Path.cwd() / ".ttsfleet" / "audio").resolve())
+
+
+class Settings(BaseSettings):
+    """Settings of DESIGN §3; built once per process and passed to whoever needs them."""
+
+    model_config = SettingsConfigDict(env_prefix="TTSFLEET_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_url: str = Field(default_factory=_default_storage_url)
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    presign_expires_s: int = 3600
+    tenants_file: Path | None = None
+    api_keys: str | None = None
+    callback_allowed_networks: str = ""
+    callback_retry_schedule: str = "0,5,300,1800,7200,18000,36000,86400"
+    callback_timeout_s: float = 15.0
+    batch_max_size: int = 16
+    batch_max_wait_ms: int = 20
+    max_attempts: int = 3
+    worker_max_jobs: int = 10000
+    worker_max_rss_mb: int = 0
+    worker_max_gpu_mb: int = 0
+    max_text_chars: int = 5000
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    job_ttl_s: int = 604800
+    api_port: int = 8000
+    flower_port: int = 5555
+    # The Redis transport redelivers an unacked message after this long (kombu default 1 h).
+    visibility_timeout_s: int = 3600
+    # Which model and device this worker process serves (set by `ttsfleet worker`).
+    worker_model: str | None = None
+    worker_device: str = "cpu"
+    # Where `make up` keeps Redis data, audio, the env file and the dev tenant.
+    home: Path = Path(".ttsfleet")
+
+    @field_validator("models")
+    @classmethod
+    def _at_least_one_model(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        if not value or not any(spec.voices for spec in value.values()):
+            raise ValueError("TTSFLEET_MODELS must declare at least one model with a voice")
+        return value
+
+    @property
+    def default_voice(self) -> str:
+        """The first voice of the first model: what a job without `voice` gets."""
+        first = next(spec for spec in self.models.values() if spec.voices)
+        return next(iter(first.voices))
+
+    def model_for_voice(self, voice: str) -> str | None:
+        """The model whose queue a job for this voice goes to, or None if no model serves it."""
+        for name, spec in self.models.items():
+            if voice in spec.voices:
+                return name
+        return None
+
+    def serving_model(self) -> str:
+        """The model this worker serves: `worker_model`, else the first one declared."""
+        return self.worker_model or next(iter(self.models))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,159 @@
+"""Where audio objects live: a local folder or an S3-compatible bucket.
+
+Shared by the worker (which writes) and the API (which serves or presigns), so it lives
+in the contract package. Keys are deterministic (`{tenant}/{job_id}.{ext}`): a job that
+runs twice overwrites its own object instead of leaving a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from tasks.errors import StorageError
+from tasks.settings import Settings
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A file the API can stream, or None where it must redirect."""
+        ...
+
+    def presigned_url(self, key: str) -> str | None: ...
+
+    def check(self) -> None:
+        """Raise StorageError if the backend cannot be reached."""
+        ...
+
+
+class FileStorage:
+    """Objects as files under one root; writes are atomic (temp file, then rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError(f"key escapes the storage root: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def presigned_url(self, key: str) -> str | None:
+        return None
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.root}: {exc}") from exc
+
+
+class S3Storage:
+    """Objects in an S3-compatible bucket (AWS, MinIO, R2) under an optional prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None,
+        region: str,
+        presign_expires_s: int,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._expires = presign_expires_s
+        self._client: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot upload s3://{self.bucket}/{self._key(key)}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def presigned_url(self, key: str) -> str:
+        url: str = self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=self._expires,
+        )
+        return url
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot reach bucket {self.bucket}: {exc}") from exc
+
+
+def storage_from_url(
+    url: str,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    presign_expires_s: int = 3600,
+) -> Storage:
+    """`file:///abs/path` or `s3://bucket/prefix`."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return FileStorage(Path(unquote(parsed.path)))
+    if parsed.scheme == "s3" and parsed.netloc:
+        return S3Storage(parsed.netloc, parsed.path, endpoint_url, region, presign_expires_s)
+    raise ValueError(
+        f"TTSFLEET_STORAGE_URL must be file:///path or s3://bucket/prefix, not {url!r}"
+    )
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    return storage_from_url(
+        settings.storage_url,
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.presign_expires_s,
+    )

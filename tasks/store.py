@@ -1,0 +1,253 @@
+"""The Redis job store: one hash per job, a per-tenant index, atomic status transitions.
+
+Transitions are Lua scripts so that a check of the current status and the write that
+follows are one step: a worker finishing late cannot overwrite `canceled`, and a
+redelivered job cannot go back from `succeeded`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+
+from tasks import keys
+from tasks.errors import DeadlineExceeded, WorkerLost
+from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, job_id_floor, utc_now
+
+TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
+
+# Fields stored as raw strings (read by Lua); every other field is JSON.
+_RAW_FIELDS = {"status", "attempts", "created_ts"}
+
+# ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new status; ARGV[3..]: field, value.
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    return {1, cur}
+  end
+end
+return {0, cur}
+"""
+
+# A worker takes a delivery. ARGV: now (RFC 3339 JSON), now epoch, max attempts,
+# error JSON for worker_lost, error JSON for deadline_exceeded.
+# Returns {verdict, status, attempts}.
+_CLAIM = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {'missing', '', 0} end
+if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
+  return {'terminal', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+end
+local deadline = cjson.decode(redis.call('HGET', KEYS[1], 'deadline_s') or 'null')
+local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
+if cur == 'queued' and deadline ~= cjson.null and tonumber(ARGV[2]) > created + deadline then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
+  return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
+  return {'exhausted', 'failed', attempts}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+return {'run', 'running', attempts}
+"""
+
+
+class Claim(StrEnum):
+    """What a worker should do with a delivery, decided atomically by the store."""
+
+    RUN = "run"
+    TERMINAL = "terminal"  # already succeeded/failed/canceled: ack, do nothing
+    EXHAUSTED = "exhausted"  # past MAX_ATTEMPTS: now failed with worker_lost
+    EXPIRED = "expired"  # past its deadline before it started: now failed
+    MISSING = "missing"  # no record (expired by TTL or never written)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    verdict: Claim
+    attempts: int
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    applied: bool
+    previous: JobStatus | None
+
+
+def _encode(job: Job) -> dict[str, str]:
+    data = job.model_dump(mode="json")
+    fields = {name: json.dumps(value, separators=(",", ":")) for name, value in data.items()}
+    fields["status"] = job.status.value
+    fields["attempts"] = str(job.attempts)
+    return fields
+
+
+def _decode(raw: dict[str, str]) -> Job:
+    data: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in _RAW_FIELDS:
+            data[name] = value
+        else:
+            data[name] = json.loads(value)
+    data.pop("created_ts", None)
+    return Job.model_validate(data)
+
+
+class JobStore:
+    """Reads and transitions job records; every write that must be atomic is one script."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+        self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+
+    @classmethod
+    def from_url(cls, url: str, ttl_s: int) -> JobStore:
+        client = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+        )
+        return cls(client, ttl_s)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    def create(self, job: Job, now: float | None = None) -> None:
+        """Write the record and index it for its tenant in one transaction."""
+        now = time.time() if now is None else now
+        index = keys.tenant_jobs_key(job.tenant)
+        fields = _encode(job)
+        fields["created_ts"] = repr(now)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(keys.job_key(job.id), mapping=cast(Any, fields))
+        pipe.expire(keys.job_key(job.id), self._ttl_s)
+        pipe.zadd(index, {job.id: 0})
+        # Index entries older than the record TTL point at nothing: drop them.
+        pipe.zremrangebylex(index, "-", "(" + job_id_floor(int((now - self._ttl_s) * 1000)))
+        pipe.expire(index, self._ttl_s)
+        pipe.execute()
+
+    def discard(self, job: Job) -> None:
+        """Undo `create` when the job could not be enqueued: no half-made job stays."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(keys.job_key(job.id))
+        pipe.zrem(keys.tenant_jobs_key(job.tenant), job.id)
+        pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        raw = cast(dict[str, str], self._redis.hgetall(keys.job_key(job_id)))
+        return _decode(raw) if raw.get("status") else None
+
+    def get_for_tenant(self, tenant: str, job_id: str) -> Job | None:
+        """The job if it exists and belongs to `tenant`; other tenants' jobs do not exist."""
+        if len(job_id) > 64:
+            return None
+        job = self.get(job_id)
+        return job if job is not None and job.tenant == tenant else None
+
+    def list(
+        self, tenant: str, status: JobStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """The tenant's jobs, newest first, `limit` at most, after `cursor` (a job id)."""
+        index = keys.tenant_jobs_key(tenant)
+        found: list[Job] = []
+        start = "(" + cursor if cursor else "+"
+        page = max(limit, 50)
+        last: str | None = None
+        # A status filter may skip many entries; scan at most this many pages per call.
+        for _ in range(20):
+            ids = cast(
+                list[str],
+                self._redis.zrange(index, start, "-", desc=True, bylex=True, offset=0, num=page),
+            )
+            if not ids:
+                return found, None
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(keys.job_key(job_id))
+            for job_id, raw in zip(ids, pipe.execute(), strict=True):
+                last = job_id
+                if not raw.get("status"):
+                    continue
+                job = _decode(raw)
+                if status is None or job.status == status:
+                    found.append(job)
+                    if len(found) == limit:
+                        return found, job_id
+            if len(ids) < page:
+                return found, None
+            start = "(" + ids[-1]
+        return found, last
+
+    def claim(self, job_id: str, max_attempts: int) -> ClaimResult:
+        """Count a delivery and move the job to `running`, or say why it must not run."""
+        lost = ErrorInfo(
+            code=WorkerLost.code,
+            message=f"the job was delivered {max_attempts} times and never finished",
+        )
+        late = ErrorInfo(
+            code=DeadlineExceeded.code, message="the job did not start within deadline_s"
+        )
+        verdict, _, attempts = self._claim(
+            keys=[keys.job_key(job_id)],
+            args=[
+                json.dumps(utc_now()),
+                repr(time.time()),
+                max_attempts,
+                lost.model_dump_json(),
+                late.model_dump_json(),
+            ],
+        )
+        return ClaimResult(Claim(verdict), int(attempts))
+
+    def transition(
+        self, job_id: str, allowed: tuple[str, ...], to: JobStatus, **fields: Any
+    ) -> TransitionResult:
+        """Set `to` and `fields` only if the current status is one of `allowed`."""
+        args: list[str] = [",".join(allowed), to.value]
+        for name, value in fields.items():
+            args += [name, json.dumps(value, separators=(",", ":"))]
+        applied, previous = self._transition(keys=[keys.job_key(job_id)], args=args)
+        return TransitionResult(bool(applied), JobStatus(previous) if previous else None)
+
+    def succeed(self, job_id: str, audio: AudioInfo) -> TransitionResult:
+        return self.transition(
+            job_id,
+            ("running",),
+            JobStatus.SUCCEEDED,
+            audio=audio.model_dump(mode="json"),
+            error=None,
+            finished_at=utc_now(),
+        )
+
+    def fail(self, job_id: str, error: ErrorInfo) -> TransitionResult:
+        return self.transition(
+            job_id,
+            ("queued", "running"),
+            JobStatus.FAILED,
+            error=error.model_dump(),
+            finished_at=utc_now(),
+        )
+
+    def requeue(self, job_id: str) -> TransitionResult:
+        """A running job whose attempt failed transiently waits for its next delivery."""
+        return self.transition(job_id, ("running",), JobStatus.QUEUED)
+
+    def cancel(self, job_id: str) -> TransitionResult:
+        return self.transition(
+            job_id, ("queued", "running"), JobStatus.CANCELED, finished_at=utc_now()
+        )
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())

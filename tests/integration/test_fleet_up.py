@@ -1,0 +1,94 @@
+"""`ttsfleet up` (what `make up` runs): the whole fleet starts, serves, and Ctrl-C stops
+every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from client.client import read_env_file
+from tests.conftest import ROOT, free_port, wait_until
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "fleet"
+    api_port, flower_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TTSFLEET_")},
+        "TTSFLEET_HOME": str(home),
+        "TTSFLEET_API_PORT": str(api_port),
+        "TTSFLEET_FLOWER_PORT": str(flower_port),
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "up", "--concurrency", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: (home / "env").is_file(), timeout=90, interval=0.2)
+        saved = read_env_file(home / "env")
+        assert saved["TTSFLEET_API_URL"] == f"http://127.0.0.1:{api_port}"
+        key = saved["TTSFLEET_API_KEY"]
+        assert httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck").text == "OK",
+            timeout=30,
+        )
+
+        # The CLI finds the API and key in .ttsfleet/env by itself.
+        out = tmp_path / "hi.ogg"
+        cli_env = {
+            k: v for k, v in env.items() if k not in ("TTSFLEET_API_PORT", "TTSFLEET_FLOWER_PORT")
+        }
+        say = subprocess.run(
+            [sys.executable, "-m", "client.cli", "say", "Hello from the embedded fleet.", "-o", str(out)],
+            cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert say.returncode == 0, say.stderr
+        assert out.stat().st_size > 1000 and "ogg" in say.stdout
+        assert list((home / "audio" / "dev").glob("*.ogg"))
+        assert (home / "redis" / "appendonlydir").is_dir()
+
+        tree = descendants(up.pid)
+        assert len(tree) >= 5  # redis, api, worker (+ child), flower
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+        assert up.returncode == 0, output
+        assert "stopped." in output and key in output
+        wait_until(lambda: not any(alive(pid) for pid in tree), timeout=10)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

@@ -1,0 +1,170 @@
+"""End to end through real parts: HTTP API → Redis → Celery worker process with the
+bundled Piper voice → file storage or moto's S3 server → job status → download."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import numpy as np
+import pytest
+import soundfile
+
+from tasks.settings import Settings
+from tests.conftest import API_KEYS, ROOT, ApiServer, RedisServer, WorkerProcess, wait_until
+
+SENTENCE = "The meeting has been moved to half past three in the small conference room."
+SOUNDFILE_FORMAT = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+
+
+def wait_terminal(http: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, object]:
+    def terminal() -> dict[str, object] | None:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        return job if job["status"] in ("succeeded", "failed", "canceled") else None
+
+    result: dict[str, object] = wait_until(terminal, timeout=timeout, interval=0.05)
+    return result
+
+
+def check_speech(data: bytes, fmt: str, rate: int, text: str) -> float:
+    """The bytes decode as `fmt` at `rate`, last plausibly long for `text`, and are not silence."""
+    info = soundfile.info(io.BytesIO(data))
+    assert info.format == SOUNDFILE_FORMAT[fmt] and info.samplerate == rate and info.channels == 1
+    samples, _ = soundfile.read(io.BytesIO(data))
+    duration = len(samples) / rate
+    # English speech runs at roughly 10-20 characters per second.
+    assert len(text) / 25 < duration < len(text) / 6, duration
+    assert float(np.sqrt(np.mean(np.square(samples)))) > 0.02
+    return duration
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """API and one worker process sharing a file store, for the whole module."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(
+        redis_url=redis_server.url,
+        storage_url="file://" + str(tmp / "audio"),
+        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
+        home=tmp / "home",
+    )
+    api = ApiServer(settings)
+    api.start()
+    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1)
+    try:
+        worker.wait_ready()
+        yield api
+    finally:
+        worker.stop()
+        api.stop()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate"), [("wav", 22050), ("flac", 16000), ("ogg", 48000), ("mp3", 24000)]
+)
+def test_text_becomes_speech_in_the_requested_format(fleet: ApiServer, fmt: str, rate: int) -> None:
+    with fleet.client() as http:
+        job = http.post(
+            "/v1/jobs", json={"text": SENTENCE, "format": fmt, "sample_rate": rate}
+        ).json()
+        done = wait_terminal(http, job["id"])
+        assert done["status"] == "succeeded", done
+        download = http.get(f"/v1/jobs/{job['id']}/audio")
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("audio/")
+    audio = done["audio"]
+    assert isinstance(audio, dict)
+    assert audio["url"] == f"/v1/jobs/{job['id']}/audio"
+    assert (audio["format"], audio["sample_rate"], audio["bytes"]) == (
+        fmt,
+        rate,
+        len(download.content),
+    )
+    import hashlib
+
+    assert audio["sha256"] == hashlib.sha256(download.content).hexdigest()
+    duration = check_speech(download.content, fmt, rate, SENTENCE)
+    assert audio["duration_s"] == pytest.approx(duration, abs=0.15)
+    assert done["attempts"] == 1 and done["started_at"] and done["finished_at"]
+
+
+def test_speed_shortens_the_audio(fleet: ApiServer) -> None:
+    with fleet.client() as http:
+        normal = http.post("/v1/jobs", json={"text": SENTENCE}).json()
+        fast = http.post("/v1/jobs", json={"text": SENTENCE, "speed": 2.0}).json()
+        normal_s = wait_terminal(http, normal["id"])["audio"]["duration_s"]  # type: ignore[index]
+        fast_s = wait_terminal(http, fast["id"])["audio"]["duration_s"]  # type: ignore[index]
+    assert 0.35 < fast_s / normal_s < 0.65
+
+
+def test_unpronounceable_text_fails_with_invalid_text(fleet: ApiServer) -> None:
+    with fleet.client() as http:
+        job = http.post("/v1/jobs", json={"text": "?!"}).json()
+        done = wait_terminal(http, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1
+    assert done["error"]["code"] == "invalid_text"  # type: ignore[index]
+
+
+def test_cli_say_writes_a_wav(fleet: ApiServer, tmp_path: Path) -> None:
+    out = tmp_path / "hello.wav"
+    env = {**os.environ, "TTSFLEET_API_URL": fleet.url, "TTSFLEET_API_KEY": API_KEYS["acme"]}
+    result = subprocess.run(
+        [sys.executable, "-m", "client.cli", "say", "Hello world", "-o", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "wav at 22050 Hz" in result.stdout
+    check_speech(out.read_bytes(), "wav", 22050, "Hello world")
+
+
+@pytest.fixture(scope="module")
+def s3_fleet(
+    redis_server: RedisServer, s3_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ApiServer, str]]:
+    tmp = tmp_path_factory.mktemp("pipeline-s3")
+    bucket = "ttsfleet-audio"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    settings = Settings(
+        # Its own database: the file-storage worker of this module must not take its jobs.
+        redis_url=redis_server.url.rsplit("/", 1)[0] + "/1",
+        storage_url=f"s3://{bucket}/tts",
+        s3_endpoint_url=s3_server,
+        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
+        home=tmp / "home",
+    )
+    api = ApiServer(settings)
+    api.start()
+    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1)
+    try:
+        worker.wait_ready()
+        yield api, bucket
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def test_s3_storage_holds_the_object_and_audio_redirects_to_it(
+    s3_fleet: tuple[ApiServer, str], s3_server: str
+) -> None:
+    api, bucket = s3_fleet
+    with api.client() as http:
+        job = http.post("/v1/jobs", json={"text": SENTENCE, "format": "flac"}).json()
+        done = wait_terminal(http, job["id"])
+        assert done["status"] == "succeeded", done
+        redirect = http.get(f"/v1/jobs/{job['id']}/audio")
+    assert redirect.status_code == 307
+    location = redirect.headers["location"]
+    assert location.startswith(s3_server) and "Signature" in location
+    data = httpx.get(location).content
+    check_speech(data, "flac", 22050, SENTENCE)
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    head = s3.head_object(Bucket=bucket, Key=f"tts/acme/{job['id']}.flac")
+    assert head["ContentType"] == "audio/flac" and head["ContentLength"] == len(data)

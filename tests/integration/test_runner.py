@@ -1,0 +1,116 @@
+"""The job runner with a real store and storage and tiny test engines, one behaviour each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.errors import InvalidText
+from tasks.jobs import JobStatus
+from tasks.storage import FileStorage
+from tasks.store import JobStore
+from tests.integration.test_store import make_job
+from worker.engines import Audio, SynthesisRequest
+from worker.runner import JobRunner
+
+
+class EngineOk:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load(self, device: str) -> None: ...
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        return [
+            Audio(samples=np.full(8000, 0.25, dtype=np.float32), sample_rate=16000) for _ in batch
+        ]
+
+
+class EngineRaises(EngineOk):
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+
+class EngineRejects(EngineOk):
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        raise InvalidText("nothing to pronounce")
+
+
+class EngineCanceledMidway(EngineOk):
+    """Cancels its own job while 'synthesizing', as a client racing the worker would."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        super().__init__()
+        self.store, self.job_id = store, job_id
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.store.cancel(self.job_id)
+        return super().synthesize(batch)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FileStorage:
+    return FileStorage(tmp_path / "audio")
+
+
+def test_success_stores_audio_and_records_it(store: JobStore, storage: FileStorage) -> None:
+    job = make_job(sample_rate=8000)
+    store.create(job)
+    outcome = JobRunner(store, storage, EngineOk(), 3).run(job.id)
+    assert outcome.status is JobStatus.SUCCEEDED
+    final = store.get(job.id)
+    assert final is not None and final.audio is not None
+    assert (final.audio.sample_rate, final.audio.duration_s, final.attempts) == (8000, 0.5, 1)
+    path = storage.local_path(job.storage_key)
+    assert path is not None and path.stat().st_size == final.audio.bytes
+
+
+def test_engine_error_is_retried_then_fails(store: JobStore, storage: FileStorage) -> None:
+    job = make_job()
+    store.create(job)
+    engine = EngineRaises()
+    runner = JobRunner(store, storage, engine, 3)
+    first, second, third = (runner.run(job.id) for _ in range(3))
+    assert (first.status, first.retry_in) == (JobStatus.QUEUED, 1.0)
+    assert (second.status, second.retry_in) == (JobStatus.QUEUED, 2.0)
+    assert (third.status, third.retry_in) == (JobStatus.FAILED, None)
+    final = store.get(job.id)
+    assert final is not None and final.error is not None
+    assert (final.error.code, final.attempts, engine.calls) == ("engine_error", 3, 3)
+    assert "illegal memory access" in final.error.message
+
+
+def test_rejected_text_fails_at_once(store: JobStore, storage: FileStorage) -> None:
+    job = make_job()
+    store.create(job)
+    outcome = JobRunner(store, storage, EngineRejects(), 3).run(job.id)
+    final = store.get(job.id)
+    assert outcome.retry_in is None and final is not None and final.error is not None
+    assert (final.status, final.error.code, final.attempts) == (JobStatus.FAILED, "invalid_text", 1)
+
+
+def test_canceled_queued_job_never_reaches_the_engine(
+    store: JobStore, storage: FileStorage
+) -> None:
+    job = make_job()
+    store.create(job)
+    store.cancel(job.id)
+    engine = EngineOk()
+    JobRunner(store, storage, engine, 3).run(job.id)
+    assert engine.calls == 0
+    assert store.get(job.id).status is JobStatus.CANCELED  # type: ignore[union-attr]
+
+
+def test_cancel_while_running_leaves_no_audio(store: JobStore, storage: FileStorage) -> None:
+    job = make_job()
+    store.create(job)
+    JobRunner(store, storage, EngineCanceledMidway(store, job.id), 3).run(job.id)
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
+    assert storage.local_path(job.storage_key) is None

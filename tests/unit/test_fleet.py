@@ -1,0 +1,30 @@
+"""Pieces of the embedded fleet that need no processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from client.fleet import dev_tenant
+from tasks.settings import Settings
+from tasks.tenants import TenantDirectory
+
+
+def test_dev_key_is_kept_across_restarts(tmp_path: Path) -> None:
+    path, key = dev_tenant(tmp_path)
+    assert dev_tenant(tmp_path) == (path, key)
+    tenant = json.loads(path.read_text())["tenants"][0]
+    assert tenant["id"] == "dev" and tenant["webhook_secret"].startswith("whsec_")
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_tenants_file_and_shorthand_keys_both_authenticate(tmp_path: Path) -> None:
+    path, key = dev_tenant(tmp_path)
+    directory = TenantDirectory.from_settings(
+        Settings(tenants_file=path, api_keys="acme:k1,globex:k2")
+    )
+    assert directory.by_key(key).id == "dev"  # type: ignore[union-attr]
+    assert directory.by_key("k2").id == "globex"  # type: ignore[union-attr]
+    assert directory.by_key("k3") is None
+    acme = directory.by_key("k1")
+    assert acme is not None and acme.webhook_secrets[0].startswith("whsec_")

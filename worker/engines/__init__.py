@@ -1,0 +1,67 @@
+"""The engine contract and the registry of engine families.
+
+A new model family is one new module here with a class that satisfies `Engine`, named
+in `ENGINES`; modules are imported only when a worker serves a model of that family.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from tasks.settings import ModelSpec
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One item of a batch: what to say, in which voice, how fast."""
+
+    text: str
+    voice: str
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples in [-1, 1] at the engine's native rate."""
+
+    samples: npt.NDArray[np.float32]
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+class Engine(Protocol):
+    """A loaded model that turns a batch of compatible requests into audio, in order."""
+
+    def load(self, device: str) -> None:
+        """Load weights onto `device` and warm up; called in the process that synthesizes."""
+        ...
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        """One output per input, trimmed to its true length. Raises InvalidText for text
+        the model cannot speak."""
+        ...
+
+
+ENGINES: dict[str, str] = {
+    "piper": "worker.engines.piper:PiperEngine",
+}
+
+
+def build_engine(spec: ModelSpec) -> Engine:
+    """Instantiate (not load) the engine a model spec names."""
+    target = ENGINES.get(spec.engine)
+    if target is None:
+        raise ValueError(f"unknown engine {spec.engine!r}; known: {', '.join(sorted(ENGINES))}")
+    module_name, _, class_name = target.partition(":")
+    cls: Any = getattr(importlib.import_module(module_name), class_name)
+    engine: Engine = cls(spec)
+    return engine

