@@ -41,7 +41,7 @@ def create_app(
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 
     errors.install(app)
-    app.middleware("http")(metrics.observe)
+    app.add_middleware(metrics.RequestMetrics)
     app.include_router(router)
 
     @app.get("/healthz")

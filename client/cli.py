@@ -72,7 +72,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _client() -> Client:
-    return Client.from_env(Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet")))
+    return Client.from_env()
 
 
 def cmd_say(args: argparse.Namespace) -> int:

@@ -44,8 +44,10 @@ class Client:
         )
 
     @classmethod
-    def from_env(cls, home: Path = Path(".ttsfleet")) -> Client:
-        """`TTSFLEET_API_URL`/`TTSFLEET_API_KEY`, else the `.ttsfleet/env` `make up` wrote."""
+    def from_env(cls, home: Path | None = None) -> Client:
+        """`TTSFLEET_API_URL`/`TTSFLEET_API_KEY`, else the `env` file `make up` wrote under
+        `TTSFLEET_HOME` (`.ttsfleet`)."""
+        home = home or Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
         saved = read_env_file(home / "env")
         url = os.environ.get("TTSFLEET_API_URL") or saved.get("TTSFLEET_API_URL")
         key = os.environ.get("TTSFLEET_API_KEY") or saved.get("TTSFLEET_API_KEY")

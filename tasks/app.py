@@ -36,9 +36,10 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # A job running when the broker connection drops would be redelivered: stop it.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # Events feed Flower.
+        # Events feed Flower. No "sent" event: it is one more Redis write on every submit
+        # (measured 0.25 ms of 0.74), and the job store already says a job is queued.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
     )
     return app
