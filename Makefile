@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# The CPU build of torch (this pin resolves to a local CPU wheel on the project's CI boxes).
+# On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: up test test-faults lint install redis-server clean
 
@@ -33,7 +36,8 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[piper,dev]'
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e '.[piper,transformers,dev]'
 	@touch $@
 
 # Installed from the system's packages when missing; the fleet and the tests start their

@@ -47,10 +47,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["TTSFLEET_WORKER_DEVICE"] = "cpu"
     if args.model:
         os.environ["TTSFLEET_WORKER_MODEL"] = args.model
+    if args.ready_file:
+        os.environ["TTSFLEET_WORKER_READY_FILE"] = str(Path(args.ready_file).resolve())
 
     from tasks import keys
     from tasks.app import app
     from tasks.settings import get_settings
+    from worker.device import check_device
+    from worker.engines import Batching, build_engine
 
     settings = get_settings()
     model = settings.serving_model()
@@ -58,14 +62,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"model {model!r} is not in TTSFLEET_MODELS ({', '.join(settings.models)})"
         )
-    # One single-thread engine per core measured best for the CPU voice (FINDINGS.md).
-    concurrency = args.concurrency or (os.cpu_count() or 1 if device == "cpu" else 1)
+    spec = settings.models[model]
+    check_device(device, spec.engine)
+    pool, concurrency = args.pool, args.concurrency
+    if pool == "auto":
+        if build_engine(spec).batching is Batching.PADDED:
+            # Task threads feed one batcher; twice the batch lets the next one fill meanwhile.
+            pool, concurrency = "threads", concurrency or 2 * settings.batch_max_size
+        else:
+            # One single-thread engine per core measured best for the CPU voice (FINDINGS.md).
+            pool = "prefork"
+            concurrency = concurrency or (os.cpu_count() or 1 if device == "cpu" else 1)
+    concurrency = concurrency or 1
     node = f"{model}-{device.replace(':', '')}@%h"
     app.conf.worker_proc_alive_timeout = 120  # children load a model before they report in
     app.worker_main(
         [
             "worker", "-Q", keys.synth_queue(model), "-n", node, "-c", str(concurrency),
-            "-P", args.pool, "-l", args.loglevel, "-E", "--without-gossip", "--without-mingle",
+            "-P", pool, "-l", args.loglevel, "-E", "--without-gossip", "--without-mingle",
         ]
     )  # fmt: skip
     return 0
@@ -128,7 +142,13 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--device", default="cpu", help="cpu or cuda:N")
     worker.add_argument("--concurrency", type=int, default=None)
-    worker.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    worker.add_argument(
+        "--pool",
+        default="auto",
+        choices=["auto", "prefork", "threads", "solo"],
+        help="auto: threads + batcher for padded-batch engines, prefork otherwise",
+    )
+    worker.add_argument("--ready-file", default=None, help="touched once the model is warm")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 

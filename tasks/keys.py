@@ -11,6 +11,14 @@ JOB = PREFIX + ":job:{job_id}"
 # so lexical order is creation order and `GET /v1/jobs` pages with ZRANGE BYLEX REV.
 TENANT_JOBS = PREFIX + ":tenant:{tenant}:jobs"
 
+# Hash per distinct request (text, voice, speed, format, rate, model version): where its
+# audio already is, shared across tenants; a hit copies that object to the job's own key.
+CACHE = PREFIX + ":cache:{digest}"
+
+# String per distinct request being synthesized right now (SET NX with a TTL), so that
+# concurrent identical requests on different workers are synthesized once.
+CACHE_LEASE = PREFIX + ":cache-lease:{digest}"
+
 # Celery task name of one synthesis job, and the queue of each model's workers.
 SYNTHESIZE_TASK = "ttsfleet.synthesize"
 SYNTH_QUEUE = "synth.{model}"
@@ -26,3 +34,11 @@ def tenant_jobs_key(tenant: str) -> str:
 
 def synth_queue(model: str) -> str:
     return SYNTH_QUEUE.format(model=model)
+
+
+def cache_key(digest: str) -> str:
+    return CACHE.format(digest=digest)
+
+
+def cache_lease_key(digest: str) -> str:
+    return CACHE_LEASE.format(digest=digest)

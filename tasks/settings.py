@@ -55,8 +55,12 @@ class Settings(BaseSettings):
     callback_allowed_networks: str = ""
     callback_retry_schedule: str = "0,5,300,1800,7200,18000,36000,86400"
     callback_timeout_s: float = 15.0
-    batch_max_size: int = 16
-    batch_max_wait_ms: int = 20
+    batch_max_size: int = Field(default=16, ge=1, le=1024)
+    batch_max_wait_ms: int = Field(default=20, ge=0, le=10000)
+    # Time batch sizes 1, 2, 4, ... at start-up and cap batch_max_size at the knee.
+    batch_autotune: bool = False
+    # Identical requests reuse stored audio (worker.cache).
+    result_cache: bool = True
     max_attempts: int = 3
     worker_max_jobs: int = 10000
     worker_max_rss_mb: int = 0
@@ -71,6 +75,8 @@ class Settings(BaseSettings):
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"
+    # Touched once the model is loaded and warm (a readiness probe can test for it).
+    worker_ready_file: Path | None = None
     # Where `make up` keeps Redis data, audio, the env file and the dev tenant.
     home: Path = Path(".ttsfleet")
 

@@ -22,6 +22,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def copy(self, source: str, target: str) -> bool:
+        """Copy an object; False if `source` does not exist."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """A file the API can stream, or None where it must redirect."""
         ...
@@ -58,6 +62,16 @@ class FileStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def copy(self, source: str, target: str) -> bool:
+        try:
+            data = self._path(source).read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read {source}: {exc}") from exc
+        self.put(target, data, "")
+        return True
 
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
@@ -112,6 +126,23 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def copy(self, source: str, target: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return False
+            raise StorageError(f"cannot copy {source} to {target}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot copy {source} to {target}: {exc}") from exc
+        return True
 
     def local_path(self, key: str) -> Path | None:
         return None

@@ -3,6 +3,7 @@ loopback, worker subprocesses. Nothing stands in for Redis, Celery or S3."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -188,6 +189,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_STORAGE_URL=settings.storage_url,
         TTSFLEET_API_KEYS=settings.api_keys or "",
         TTSFLEET_MAX_ATTEMPTS=str(settings.max_attempts),
+        TTSFLEET_MODELS=json.dumps({k: v.model_dump() for k, v in settings.models.items()}),
+        TTSFLEET_BATCH_MAX_SIZE=str(settings.batch_max_size),
+        TTSFLEET_BATCH_MAX_WAIT_MS=str(settings.batch_max_wait_ms),
+        TTSFLEET_RESULT_CACHE=str(settings.result_cache).lower(),
         TTSFLEET_HOME=str(settings.home),
         PYTHONUNBUFFERED="1",
     )

@@ -31,6 +31,29 @@ class EncodedAudio:
     sha256: str
 
 
+CROSSFADE_S = 0.010
+
+
+def join(pieces: list[Audio], crossfade_s: float = CROSSFADE_S) -> Audio:
+    """One waveform from consecutive pieces, each seam a short linear crossfade: no click
+    from a sample jump, and no gap beyond the silences the model itself produced."""
+    if len(pieces) == 1:
+        return pieces[0]
+    rate = pieces[0].sample_rate
+    if any(piece.sample_rate != rate for piece in pieces):
+        raise ValueError("pieces of one job must share a sample rate")
+    out = pieces[0].samples
+    for piece in pieces[1:]:
+        overlap = min(int(rate * crossfade_s), len(out), len(piece.samples))
+        if overlap == 0:
+            out = np.concatenate([out, piece.samples])
+            continue
+        fade = np.linspace(0.0, 1.0, overlap, dtype=np.float32)
+        seam = out[-overlap:] * (1.0 - fade) + piece.samples[:overlap] * fade
+        out = np.concatenate([out[:-overlap], seam, piece.samples[overlap:]])
+    return Audio(samples=out.astype(np.float32), sample_rate=rate)
+
+
 def resample(audio: Audio, rate: int) -> Audio:
     if rate == audio.sample_rate:
         return audio

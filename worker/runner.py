@@ -1,4 +1,4 @@
-"""Runs one job: claim it, synthesize, encode, store, record the outcome.
+"""Runs one job: claim it, synthesize (or reuse cached audio), encode, store, record.
 
 Plain code with its collaborators passed in, so it is tested without a broker; the
 Celery task in `worker.task` only decodes the message and acts on the `Outcome`.
@@ -7,16 +7,26 @@ Celery task in `worker.task` only decodes the message and acts on the `Outcome`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tasks.errors import EngineError, FleetError, PermanentError, StorageError
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
 from tasks.storage import Storage
 from tasks.store import Claim, JobStore
-from worker.audio import encode
-from worker.engines import Engine, SynthesisRequest
+from worker.audio import encode, join
+from worker.cache import CachedAudio, ResultCache, request_digest
+from worker.engines import Audio, SynthesisRequest
+from worker.text import PIECE_CHARS, split_text
 
 log = logging.getLogger(__name__)
+
+
+class Synthesizer(Protocol):
+    """Turns requests into audio, or the error each one alone raised (see worker.batcher)."""
+
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio | FleetError]: ...
 
 
 @dataclass(frozen=True)
@@ -33,12 +43,22 @@ def audio_url(job_id: str) -> str:
 
 class JobRunner:
     def __init__(
-        self, store: JobStore, storage: Storage, engine: Engine, max_attempts: int
+        self,
+        store: JobStore,
+        storage: Storage,
+        synthesizer: Synthesizer,
+        max_attempts: int,
+        cache: ResultCache | None = None,
+        model_version: str = "",
+        piece_chars: int = PIECE_CHARS,
     ) -> None:
         self.store = store
         self.storage = storage
-        self.engine = engine
+        self.synthesizer = synthesizer
         self.max_attempts = max_attempts
+        self.cache = cache
+        self.model_version = model_version
+        self.piece_chars = piece_chars
 
     def run(self, job_id: str) -> Outcome:
         claim = self.store.claim(job_id, self.max_attempts)
@@ -71,11 +91,49 @@ class JobRunner:
         return Outcome(status=JobStatus.SUCCEEDED)
 
     def _produce(self, job: Job) -> AudioInfo:
-        request = SynthesisRequest(text=job.text, voice=job.voice, speed=job.speed)
-        outputs = self.engine.synthesize([request])
-        if len(outputs) != 1:
-            raise EngineError(f"engine returned {len(outputs)} outputs for 1 input")
-        encoded = encode(outputs[0], job.format, job.sample_rate)
+        if self.cache is None:
+            return self._synthesize(job)
+        digest = request_digest(job, self.model_version)
+        hit = self.cache.lookup(digest)
+        if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
+            return reused
+        if self.cache.lease(digest, job.id):
+            try:
+                audio = self._synthesize(job)
+                self.cache.store(digest, job.storage_key, audio)
+                return audio
+            finally:
+                self.cache.release(digest, job.id)
+        hit = self.cache.wait(digest, timeout_s=120.0)
+        if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
+            return reused
+        return self._synthesize(job)
+
+    def _reuse(self, job: Job, digest: str, hit: CachedAudio) -> AudioInfo | None:
+        """The cached object under this job's own key, or None if it is gone."""
+        if hit.storage_key != job.storage_key and not self.storage.copy(
+            hit.storage_key, job.storage_key
+        ):
+            if self.cache is not None:
+                self.cache.forget(digest)
+            return None
+        return hit.audio.model_copy(update={"url": audio_url(job.id)})
+
+    def _synthesize(self, job: Job) -> AudioInfo:
+        pieces = split_text(job.text, self.piece_chars)
+        requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
+        results = self.synthesizer.synthesize(requests)
+        if len(results) != len(requests):
+            raise EngineError(f"got {len(results)} results for {len(requests)} pieces")
+        audios = [r for r in results if isinstance(r, Audio)]
+        errors = [r for r in results if not isinstance(r, Audio)]
+        transient = [e for e in errors if not isinstance(e, PermanentError)]
+        if transient:
+            raise transient[0]
+        if not audios:
+            raise errors[0]
+        # Pieces the engine rejected (a lone "?!") are left out; the rest is the job's speech.
+        encoded = encode(join(audios), job.format, job.sample_rate)
         try:
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         except StorageError:

@@ -1,8 +1,9 @@
-"""Worker start-up: pin the device, load the model in the process that will use it.
+"""Worker start-up: load the model in the process that will use it, pick how it batches.
 
 Models load in the prefork child (`worker_process_init`), never in the parent that forks
-afterwards: CUDA does not survive fork, and each child needs its own ONNX session.
-With a pool that does not fork (solo, threads), the worker process itself loads it.
+afterwards: CUDA does not survive fork, and each child needs its own ONNX session. With
+the threads pool (batching engines) the worker process itself loads the model before it
+consumes, and one `Batcher` thread serves all task threads.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from celery import signals
 from tasks.settings import Settings, get_settings
 from tasks.storage import storage_from_settings
 from tasks.store import JobStore
+from worker.batcher import Batcher, DirectSynthesizer, find_knee
+from worker.cache import ResultCache
 from worker.engines import build_engine
-from worker.runner import JobRunner
+from worker.runner import JobRunner, Synthesizer
 
 log = logging.getLogger(__name__)
 
 _runner: JobRunner | None = None
 
 
-def build_runner(settings: Settings) -> JobRunner:
-    """Load this worker's model and connect the store and storage."""
+def build_runner(settings: Settings, batched: bool) -> JobRunner:
+    """Load this worker's model and connect the store, storage and cache."""
     model = settings.serving_model()
     spec = settings.models.get(model)
     if spec is None:
@@ -35,33 +38,57 @@ def build_runner(settings: Settings) -> JobRunner:
     engine = build_engine(spec)
     engine.load(settings.worker_device)
     log.info(
-        "model %s (%s) loaded on %s in pid %d",
-        model,
-        spec.engine,
-        settings.worker_device,
-        os.getpid(),
-    )
-    storage = storage_from_settings(settings)
+        "model %s (%s, %s) loaded on %s in pid %d",
+        model, spec.engine, engine.version, settings.worker_device, os.getpid(),
+    )  # fmt: skip
+    synthesizer: Synthesizer
+    if batched:
+        max_size = settings.batch_max_size
+        if settings.batch_autotune:
+            max_size = find_knee(engine, max_size)
+        synthesizer = Batcher(
+            engine, max_size, settings.batch_max_wait_ms / 1000, on_batch=_log_batch
+        )
+        log.info(
+            "batching up to %d items, waiting at most %d ms", max_size, settings.batch_max_wait_ms
+        )
+    else:
+        synthesizer = DirectSynthesizer(engine)
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-    return JobRunner(store, storage, engine, settings.max_attempts)
+    cache = ResultCache(store.redis, settings.job_ttl_s) if settings.result_cache else None
+    runner = JobRunner(
+        store, storage_from_settings(settings), synthesizer, settings.max_attempts, cache,
+        engine.version,
+    )  # fmt: skip
+    if settings.worker_ready_file is not None:
+        settings.worker_ready_file.touch()
+    return runner
+
+
+def _log_batch(size: int, seconds: float) -> None:
+    log.info("batch of %d items in %.1f ms", size, seconds * 1000)
 
 
 def runner() -> JobRunner:
     """This process's runner; loaded at start-up, or now if a pool skipped the hooks."""
     global _runner
     if _runner is None:
-        _runner = build_runner(get_settings())
+        _runner = build_runner(get_settings(), batched=False)
     return _runner
 
 
 @signals.worker_process_init.connect
 def _load_in_child(**_: Any) -> None:
-    runner()
+    global _runner
+    _runner = build_runner(get_settings(), batched=False)
 
 
-@signals.worker_init.connect
-def _load_without_fork(sender: Any = None, **_: Any) -> None:
-    pool = getattr(sender, "pool_cls", None)
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    if "prefork" not in str(name):
-        runner()
+@signals.celeryd_after_setup.connect
+def _load_without_fork(instance: Any = None, **_: Any) -> None:
+    """After logging is set up and before the consumer starts: a pool that does not fork
+    runs tasks in this process, so the model loads here."""
+    global _runner
+    pool = getattr(instance, "pool_cls", None)
+    name = str(pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
+    if "prefork" not in name:
+        _runner = build_runner(get_settings(), batched="thread" in name)

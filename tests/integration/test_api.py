@@ -14,6 +14,7 @@ from tasks.settings import Settings
 from tasks.store import JobStore
 from tests.conftest import ApiServer, free_port
 from tests.integration.test_runner import EngineOk
+from worker.batcher import DirectSynthesizer
 from worker.runner import JobRunner
 
 JOB_FIELDS = {
@@ -96,7 +97,7 @@ def test_canceled_queued_job_is_never_synthesized(api: ApiServer, settings: Sett
         # The message is still queued; a worker taking it must not synthesize.
         engine = EngineOk()
         store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-        JobRunner(store, api.app_storage(), engine, 3).run(job["id"])
+        JobRunner(store, api.app_storage(), DirectSynthesizer(engine), 3).run(job["id"])
         assert engine.calls == 0
         final = http.get(f"/v1/jobs/{job['id']}").json()
     assert (final["status"], final["attempts"], final["audio"]) == ("canceled", 0, None)

@@ -13,6 +13,7 @@ from tasks.jobs import JobStatus
 from tasks.storage import FileStorage
 from tasks.store import JobStore
 from tests.integration.test_store import make_job
+from worker.batcher import DirectSynthesizer
 from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
 
@@ -62,7 +63,7 @@ def storage(tmp_path: Path) -> FileStorage:
 def test_success_stores_audio_and_records_it(store: JobStore, storage: FileStorage) -> None:
     job = make_job(sample_rate=8000)
     store.create(job)
-    outcome = JobRunner(store, storage, EngineOk(), 3).run(job.id)
+    outcome = JobRunner(store, storage, DirectSynthesizer(EngineOk()), 3).run(job.id)
     assert outcome.status is JobStatus.SUCCEEDED
     final = store.get(job.id)
     assert final is not None and final.audio is not None
@@ -75,7 +76,7 @@ def test_engine_error_is_retried_then_fails(store: JobStore, storage: FileStorag
     job = make_job()
     store.create(job)
     engine = EngineRaises()
-    runner = JobRunner(store, storage, engine, 3)
+    runner = JobRunner(store, storage, DirectSynthesizer(engine), 3)
     first, second, third = (runner.run(job.id) for _ in range(3))
     assert (first.status, first.retry_in) == (JobStatus.QUEUED, 1.0)
     assert (second.status, second.retry_in) == (JobStatus.QUEUED, 2.0)
@@ -89,7 +90,7 @@ def test_engine_error_is_retried_then_fails(store: JobStore, storage: FileStorag
 def test_rejected_text_fails_at_once(store: JobStore, storage: FileStorage) -> None:
     job = make_job()
     store.create(job)
-    outcome = JobRunner(store, storage, EngineRejects(), 3).run(job.id)
+    outcome = JobRunner(store, storage, DirectSynthesizer(EngineRejects()), 3).run(job.id)
     final = store.get(job.id)
     assert outcome.retry_in is None and final is not None and final.error is not None
     assert (final.status, final.error.code, final.attempts) == (JobStatus.FAILED, "invalid_text", 1)
@@ -102,7 +103,7 @@ def test_canceled_queued_job_never_reaches_the_engine(
     store.create(job)
     store.cancel(job.id)
     engine = EngineOk()
-    JobRunner(store, storage, engine, 3).run(job.id)
+    JobRunner(store, storage, DirectSynthesizer(engine), 3).run(job.id)
     assert engine.calls == 0
     assert store.get(job.id).status is JobStatus.CANCELED  # type: ignore[union-attr]
 
@@ -110,7 +111,47 @@ def test_canceled_queued_job_never_reaches_the_engine(
 def test_cancel_while_running_leaves_no_audio(store: JobStore, storage: FileStorage) -> None:
     job = make_job()
     store.create(job)
-    JobRunner(store, storage, EngineCanceledMidway(store, job.id), 3).run(job.id)
+    JobRunner(store, storage, DirectSynthesizer(EngineCanceledMidway(store, job.id)), 3).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
     assert storage.local_path(job.storage_key) is None
+
+
+def test_long_text_is_synthesized_in_pieces_and_joined(
+    store: JobStore, storage: FileStorage
+) -> None:
+    class PieceEngine(EngineOk):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pieces: list[str] = []
+
+        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+            self.pieces += [r.text for r in batch]
+            return super().synthesize(batch)
+
+    text = " ".join(f"Sentence {i} of a long chapter that goes on and on." for i in range(20))
+    job = make_job(text=text, sample_rate=16000)
+    store.create(job)
+    engine = PieceEngine()
+    JobRunner(store, storage, DirectSynthesizer(engine), 3).run(job.id)
+    final = store.get(job.id)
+    assert final is not None and final.audio is not None
+    assert engine.calls == 1 and len(engine.pieces) == 4  # one batch of 300-char pieces
+    # Four half-second pieces joined with three 10 ms crossfades.
+    assert final.audio.duration_s == pytest.approx(4 * 0.5 - 3 * 0.01, abs=0.001)
+
+
+def test_unpronounceable_piece_is_left_out_of_a_long_text(
+    store: JobStore, storage: FileStorage
+) -> None:
+    class RejectsBang(EngineOk):
+        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+            if any(r.text == "?!" for r in batch):
+                raise InvalidText("nothing to say")
+            return super().synthesize(batch)
+
+    job = make_job(text="Hello there.\n?!\nGoodbye now.", sample_rate=16000)
+    store.create(job)
+    JobRunner(store, storage, DirectSynthesizer(RejectsBang()), 3, piece_chars=15).run(job.id)
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,8 +39,28 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
+class Batching(StrEnum):
+    """How an engine runs a batch best on its device; the worker's pool follows it."""
+
+    # One forward pass over padded inputs: pays on GPUs. Worker: threads pool + batcher.
+    PADDED = "padded"
+    # Item by item (padding costs more than it saves, or lengths are not recoverable).
+    # Worker: one single-threaded process per core.
+    LOOP = "loop"
+
+
 class Engine(Protocol):
     """A loaded model that turns a batch of compatible requests into audio, in order."""
+
+    @property
+    def batching(self) -> Batching:
+        """Decided per device at load time."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the weights or output-affecting options change (cache key)."""
+        ...
 
     def load(self, device: str) -> None:
         """Load weights onto `device` and warm up; called in the process that synthesizes."""
@@ -53,6 +74,7 @@ class Engine(Protocol):
 
 ENGINES: dict[str, str] = {
     "piper": "worker.engines.piper:PiperEngine",
+    "transformers": "worker.engines.transformers:TransformersEngine",
 }
 
 

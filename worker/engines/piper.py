@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from tasks.errors import EngineError, InvalidText
 from tasks.settings import ModelSpec
-from worker.engines import Audio, SynthesisRequest
+from worker.engines import Audio, Batching, SynthesisRequest
 
 
 def _bundled_model() -> Path:
@@ -38,14 +39,28 @@ class PiperEngine:
         self._model_path = Path(options["model_path"]) if "model_path" in options else None
         self._threads = int(options.get("threads", 1))
         self._voice: Any = None
+        self._version = ""
+
+    @property
+    def batching(self) -> Batching:
+        return Batching.LOOP
+
+    @property
+    def version(self) -> str:
+        return self._version
 
     def load(self, device: str) -> None:
+        """Build the ONNX session ourselves: `PiperVoice.load` hides the thread count."""
         import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
 
         model_path = self._model_path or _bundled_model()
-        config = json.loads(Path(f"{model_path}.json").read_text(encoding="utf-8"))
+        raw_config = Path(f"{model_path}.json").read_bytes()
+        config = json.loads(raw_config)
+        stat = Path(model_path).stat()
+        fingerprint = f"{model_path.name}:{stat.st_size}:{stat.st_mtime_ns}:".encode() + raw_config
+        self._version = "piper-" + hashlib.sha256(fingerprint).hexdigest()[:16]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1

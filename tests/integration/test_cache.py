@@ -1,0 +1,106 @@
+"""The result cache: identical requests reuse stored audio and are synthesized once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import redis
+
+from tasks.jobs import JobStatus
+from tasks.storage import FileStorage
+from tasks.store import JobStore
+from tests.integration.test_runner import EngineOk
+from tests.integration.test_store import make_job
+from worker.batcher import DirectSynthesizer
+from worker.cache import ResultCache
+from worker.engines import Audio, SynthesisRequest
+from worker.runner import JobRunner
+
+
+class SlowEngine(EngineOk):
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        time.sleep(0.3)
+        return super().synthesize(batch)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FileStorage:
+    return FileStorage(tmp_path / "audio")
+
+
+def runner_for(
+    store: JobStore,
+    storage: FileStorage,
+    engine: EngineOk,
+    redis_client: redis.Redis,
+    version: str = "v1",
+) -> JobRunner:
+    cache = ResultCache(store.redis, ttl_s=3600)
+    return JobRunner(store, storage, DirectSynthesizer(engine), 3, cache, model_version=version)
+
+
+def test_identical_request_reuses_audio_under_its_own_key(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    engine = EngineOk()
+    runner = runner_for(store, storage, engine, redis_client)
+    first, second = make_job(tenant="acme"), make_job(tenant="globex")
+    for job in (first, second):
+        store.create(job)
+        assert runner.run(job.id).status is JobStatus.SUCCEEDED
+    assert engine.calls == 1
+    a, b = store.get(first.id), store.get(second.id)
+    assert a is not None and b is not None and a.audio is not None and b.audio is not None
+    assert a.audio.sha256 == b.audio.sha256 and b.audio.url == f"/v1/jobs/{second.id}/audio"
+    assert storage.local_path(second.storage_key) is not None  # its own object
+
+
+def test_other_speed_format_or_model_version_is_a_miss(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    engine = EngineOk()
+    for job, version in (
+        (make_job(), "v1"),
+        (make_job(speed=1.5), "v1"),
+        (make_job(sample_rate=8000), "v1"),
+        (make_job(), "v2"),
+    ):
+        store.create(job)
+        runner_for(store, storage, engine, redis_client, version).run(job.id)
+    assert engine.calls == 4
+
+
+def test_deleted_object_is_a_miss_not_an_error(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    engine = EngineOk()
+    runner = runner_for(store, storage, engine, redis_client)
+    first, second = make_job(), make_job()
+    store.create(first)
+    runner.run(first.id)
+    storage.delete(first.storage_key)
+    store.create(second)
+    assert runner.run(second.id).status is JobStatus.SUCCEEDED
+    assert engine.calls == 2
+
+
+def test_concurrent_identical_requests_are_synthesized_once(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    engine = SlowEngine()
+    jobs = [make_job(tenant=f"t{i}") for i in range(4)]
+    for job in jobs:
+        store.create(job)
+    # Separate runners stand for separate worker processes sharing Redis and storage.
+    runners = [runner_for(store, storage, engine, redis_client) for _ in jobs]
+    threads = [threading.Thread(target=r.run, args=(j.id,)) for r, j in zip(runners, jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert engine.calls == 1
+    assert all(store.get(j.id).status is JobStatus.SUCCEEDED for j in jobs)  # type: ignore[union-attr]

@@ -1,0 +1,81 @@
+"""The result cache: identical requests reuse stored audio without touching the engine.
+
+Identity is the text, voice, speed, format, sample rate and model version. The cache
+holds where the audio already is (its first job's object) and its description; a hit
+copies that object under the new job's own deterministic key. A lease (SET NX with a TTL)
+makes concurrent identical requests on different workers synthesize once: the others wait
+for the entry, and synthesize themselves only if the leaseholder dies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from tasks import keys
+from tasks.jobs import AudioInfo, Job
+
+
+@dataclass(frozen=True)
+class CachedAudio:
+    storage_key: str
+    audio: AudioInfo
+
+
+def request_digest(job: Job, model_version: str) -> str:
+    identity = [job.text, job.voice, job.speed, job.format.value, job.sample_rate, model_version]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, client: redis.Redis, ttl_s: int, lease_s: float = 120.0) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+        self._lease_ms = int(lease_s * 1000)
+
+    def lookup(self, digest: str) -> CachedAudio | None:
+        raw = cast(dict[str, str], self._redis.hgetall(keys.cache_key(digest)))
+        if not raw:
+            return None
+        return CachedAudio(raw["storage_key"], AudioInfo.model_validate_json(raw["audio"]))
+
+    def lease(self, digest: str, holder: str) -> bool:
+        """True if this holder may synthesize; False if another one is doing it now."""
+        return bool(
+            self._redis.set(keys.cache_lease_key(digest), holder, nx=True, px=self._lease_ms)
+        )
+
+    def release(self, digest: str, holder: str) -> None:
+        key = keys.cache_lease_key(digest)
+        if self._redis.get(key) == holder:
+            self._redis.delete(key)
+
+    def store(self, digest: str, storage_key: str, audio: AudioInfo) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            keys.cache_key(digest),
+            mapping={"storage_key": storage_key, "audio": audio.model_dump_json()},
+        )
+        pipe.expire(keys.cache_key(digest), self._ttl_s)
+        pipe.execute()
+
+    def forget(self, digest: str) -> None:
+        """Drop an entry whose object is gone."""
+        self._redis.delete(keys.cache_key(digest))
+
+    def wait(self, digest: str, timeout_s: float, poll_s: float = 0.02) -> CachedAudio | None:
+        """The entry once the leaseholder stored it; None if the lease ends without one."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            hit = self.lookup(digest)
+            if hit is not None:
+                return hit
+            if not self._redis.exists(keys.cache_lease_key(digest)):
+                return self.lookup(digest)
+            time.sleep(poll_s)
+        return None

@@ -1,0 +1,48 @@
+"""Long texts: split at sentence bounds into pieces an engine synthesizes as one batch."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? … (or their CJK forms) followed by space, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])\s+|\n\s*")
+_CLAUSE_END = re.compile(r"(?<=[,;:\uff0c\uff1b\uff1a])\s+")
+
+PIECE_CHARS = 300
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """A sentence longer than `limit`: cut at clause bounds, then at spaces, then hard."""
+    if len(text) <= limit:
+        return [text]
+    for pattern in (_CLAUSE_END, re.compile(r"\s+")):
+        parts = [p for p in pattern.split(text) if p]
+        if len(parts) > 1:
+            return _pack(parts, limit)
+    return [text[i : i + limit] for i in range(0, len(text), limit)]
+
+
+def _pack(parts: list[str], limit: int) -> list[str]:
+    """Greedily join consecutive parts into pieces of at most `limit` characters."""
+    pieces: list[str] = []
+    current = ""
+    for part in parts:
+        for chunk in _cut(part, limit):
+            if current and len(current) + 1 + len(chunk) > limit:
+                pieces.append(current)
+                current = chunk
+            else:
+                current = f"{current} {chunk}" if current else chunk
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def split_text(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """Pieces of at most `limit` characters, cut at sentence bounds where possible; a text
+    that fits is one piece (its prosody stays whole)."""
+    text = text.strip()
+    if len(text) <= limit and "\n" not in text:
+        return [text]
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    return _pack(sentences, limit)
