@@ -177,7 +177,8 @@ async function loadVoices() {
   for (const voice of voices) {
     const option = document.createElement("option");
     option.value = voice.id;
-    option.textContent = `${voice.id} (${voice.language}, ${voice.sample_rate / 1000} kHz)`;
+    option.textContent = voice.id;
+    option.title = `${voice.engine}, ${voice.language}, ${voice.sample_rate} Hz`;
     select.append(option);
   }
   if (chosen) select.value = chosen;
@@ -222,8 +223,13 @@ async function useKey() {
   clearError();
   const key = apiKey();
   $("api-key").value = key;
-  $("key-state").textContent = key ? "Using the saved key." : "Paste the key that make up printed.";
-  if (!key) return;
+  $("key-state").textContent = key
+    ? "Using the saved key."
+    : "Paste the key that make up printed, then press Use key.";
+  if (!key) {
+    $("api-key").focus();
+    return;
+  }
   try {
     await loadVoices();
     await refreshRecent();
