@@ -216,6 +216,7 @@ async function refreshRecent() {
     row.append(actions);
     tbody.append(row);
   }
+  $("recent").hidden = jobs.length === 0;
   $("recent-empty").hidden = jobs.length > 0;
 }
 
@@ -247,6 +248,7 @@ function init() {
   $("forget-key").addEventListener("click", () => {
     localStorage.removeItem(KEY_STORAGE);
     document.querySelector("#recent tbody").replaceChildren();
+    $("recent").hidden = true;
     $("recent-empty").hidden = false;
     useKey();
   });

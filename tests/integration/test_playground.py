@@ -117,6 +117,9 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
 ) -> None:
     page = tab.page
     page.goto(fleet.url + "/")
+    expect(page.get_by_label("Your API key")).to_be_focused()  # a first visit starts there
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(TEST_OUTPUT / "playground-first-visit.png"), full_page=True)
     enter_key(page, API_KEYS["acme"])
     with fleet.client() as http:
         voices = http.get("/v1/voices").json()
@@ -141,6 +144,7 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
         }).observe(status, {childList: true, characterData: true, subtree: true});
     }"""
     )
+    expect(page.locator("#download")).to_be_hidden()
     page.get_by_role("button", name="Synthesize").click()
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
     seen: list[str] = page.evaluate("window.seen")
@@ -176,7 +180,6 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
     expect(row).to_contain_text("succeeded")
     expect(row).to_contain_text(SENTENCE[:40])
 
-    TEST_OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(TEST_OUTPUT / "playground.png"), full_page=True)
 
     # Only loopback and the page's own blobs: nothing is fetched from outside.
