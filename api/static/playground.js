@@ -199,11 +199,13 @@ async function refreshRecent() {
     const row = document.createElement("tr");
     row.dataset.jobId = job.id;
     const created = new Date(job.created_at).toLocaleTimeString();
-    const preview = (job.metadata && job.metadata.preview) || job.id;
+    // Jobs sent from elsewhere carry no preview of their text: show their id, muted.
+    const preview = job.metadata && job.metadata.preview;
     const length = job.audio ? `${job.audio.duration_s.toFixed(2)} s` : "–";
     const status = cell(job.status, "status");
     status.dataset.status = job.status;
-    row.append(cell(created), cell(preview, "preview"), cell(job.voice), cell(job.format));
+    const text = preview ? cell(preview, "preview") : cell(job.id, "preview muted");
+    row.append(cell(created), text, cell(job.voice), cell(job.format));
     row.append(cell(length, "num"), status);
     const actions = document.createElement("td");
     const open = document.createElement("button");
