@@ -11,12 +11,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults lint install redis-server clean
+.PHONY: up test test-faults lint install redis-server chromium clean
 
 up: install redis-server
 	$(BIN)/ttsfleet up
 
-test: install redis-server lint
+test: install redis-server chromium lint
 	$(BIN)/pytest
 
 test-faults: install redis-server
@@ -50,6 +50,17 @@ redis-server:
 	    echo "redis-server is missing and this user cannot run apt-get: install redis-server and rerun" >&2; exit 1; fi; \
 	  echo "installing redis-server with apt-get"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+# The playground's browser test drives Debian's headless chromium (never a downloaded one).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium is missing and there is no apt-get: install chromium at /usr/bin/chromium and rerun" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	    echo "chromium is missing and this user cannot run apt-get: install chromium and rerun" >&2; exit 1; fi; \
+	  echo "installing chromium with apt-get"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 clean:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from api import errors, metrics
 from api.jobs import router
@@ -19,6 +21,8 @@ from tasks.store import JobStore
 from tasks.tenants import TenantDirectory
 
 API_VERSION = "1.0.0"
+# The playground page and its assets, shipped as package data (no build step).
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(
@@ -43,6 +47,13 @@ def create_app(
     errors.install(app)
     app.add_middleware(metrics.RequestMetrics)
     app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        """The playground page; it needs no key, the key it asks for goes to `/v1`."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
