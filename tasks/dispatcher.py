@@ -97,6 +97,24 @@ def broker_lists(model: str) -> list[str]:
     return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
 
 
+def pending_jobs(client: redis.Redis, model: str) -> int:
+    """Jobs of `model` waiting for the dispatcher, all tenants and priorities: the backlog
+    an autoscaler should watch (the Celery queue is kept shallow on purpose)."""
+    rings = [keys.pending_tenants_key(model, p.value) for p in ORDER]
+    pipe = client.pipeline(transaction=False)
+    for ring in rings:
+        pipe.lrange(ring, 0, -1)
+    lists = [
+        keys.pending_key(model, p.value, tenant)
+        for p, tenants in zip(ORDER, pipe.execute(), strict=True)
+        for tenant in tenants
+    ]
+    pipe = client.pipeline(transaction=False)
+    for name in lists:
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
+
+
 class Dispatcher:
     """Moves pending jobs into Celery queues, round-robin across tenants."""
 

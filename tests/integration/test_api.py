@@ -191,5 +191,15 @@ def test_metrics_count_requests_and_submissions(api: ApiServer) -> None:
     wait_until(lambda: sample(httpx.get(api.url + "/metrics").text, depth) >= 3, timeout=5)
 
 
+def test_metrics_show_the_pending_backlog(
+    start_api: Callable[..., ApiServer], settings: Settings
+) -> None:
+    api = start_api(settings, dispatch=False)
+    with api.client("acme") as acme, api.client("globex") as globex:
+        acme.post("/v1/jobs/batch", json={"jobs": [{"text": "a", "priority": "low"}] * 4})
+        globex.post("/v1/jobs", json={"text": "b"})
+    assert 'ttsfleet_pending_jobs{model="piper-joe"} 5.0' in httpx.get(api.url + "/metrics").text
+
+
 def test_job_status_values_are_the_documented_ones() -> None:
     assert [s.value for s in JobStatus] == ["queued", "running", "succeeded", "failed", "canceled"]
