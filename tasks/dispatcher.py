@@ -25,6 +25,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 from celery import Celery
@@ -158,7 +159,7 @@ class Dispatcher:
         """Send the jobs a previous dispatcher took but may not have sent."""
         sent = 0
         for model in self._models:
-            entries: dict[str, str] = self._redis.hgetall(keys.dispatching_key(model))  # type: ignore[assignment]
+            entries = cast(dict[str, str], self._redis.hgetall(keys.dispatching_key(model)))
             moved = []
             for job_id, value in entries.items():
                 tenant, _, priority = value.partition(" ")
