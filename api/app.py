@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors, metrics
 from api.jobs import router
+from api.submission import Submission
 from tasks.app import create_app as create_celery
 from tasks.jobs import JobRequest
 from tasks.settings import Settings, get_settings
@@ -42,6 +43,7 @@ def create_app(
     app.state.celery = celery or create_celery(settings)
     app.state.tenants = tenants or TenantDirectory.from_settings(settings)
     app.state.storage = storage_from_settings(settings)
+    app.state.submission = Submission(settings, app.state.store)
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 
     errors.install(app)

@@ -10,6 +10,7 @@ from fastapi import Request
 from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
 JOB_BODY_LIMIT = 64 * 1024
+BATCH_BODY_LIMIT = 8 * 1024 * 1024
 
 
 async def read_json(request: Request, limit: int = JOB_BODY_LIMIT) -> Any:

@@ -70,6 +70,33 @@ class UnknownVoice(ApiError):
     status, code = 422, "unknown_voice"
 
 
+class IdempotencyInFlight(ApiError):
+    status, code = 409, "idempotency_in_flight"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"Retry-After": "1"})
+
+
+class IdempotencyKeyReused(ApiError):
+    status, code = 422, "idempotency_key_reused"
+
+
+class QuotaExceeded(ApiError):
+    """Too many queued + running jobs; room appears as they finish."""
+
+    status, code = 429, "quota_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int = RETRY_AFTER_S) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after_s)})
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after_s)})
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 

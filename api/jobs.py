@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from celery import Celery
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import authenticate
-from api.body import read_json
+from api.body import BATCH_BODY_LIMIT, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
-from tasks.app import enqueue
+from api.submission import Submission
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
 from tasks.storage import Storage
@@ -26,6 +25,7 @@ router = APIRouter(prefix="/v1")
 TenantDep = Annotated[Tenant, Depends(authenticate)]
 
 _CURSOR = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+BATCH_MAX_JOBS = 1000
 
 
 def _job_request_schema() -> dict[str, Any]:
@@ -44,6 +44,23 @@ def job_body_openapi() -> dict[str, Any]:
             },
         }
     }
+
+
+def batch_body_openapi() -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["jobs"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": BATCH_MAX_JOBS,
+                "items": {"$ref": "#/components/schemas/JobRequest"},
+            }
+        },
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
@@ -74,24 +91,19 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
     )
 
 
-def submit_job(store: JobStore, celery: Celery, job: Job) -> None:
-    """Record, then enqueue; if the enqueue fails the record is removed again."""
-    store.create(job)
-    try:
-        enqueue(celery, job)
-    except Exception as exc:
-        store.discard(job)
-        raise errors.Unavailable("the queue is unreachable; the job was not accepted") from exc
-
-
 def _state(request: Request) -> tuple[Settings, JobStore]:
     return request.app.state.settings, request.app.state.store
 
 
 @router.post("/jobs", status_code=202, openapi_extra=job_body_openapi())
-async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
-    """Submit one job: 202 with the job and its `Location`."""
-    settings, store = _state(request)
+async def create_job(
+    request: Request,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Submit one job: 202 with the job and its `Location` (200 when an Idempotency-Key
+    replays an earlier submit)."""
+    settings, _ = _state(request)
     body = await read_json(request)
     try:
         job_request = JobRequest.model_validate(
@@ -101,9 +113,62 @@ async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
         message, details = errors.describe(exc)
         return JSONResponse(errors.error_body("validation_error", message, details=details), 422)
     job = build_job(settings, tenant, job_request)
-    await run_in_threadpool(submit_job, store, request.app.state.celery, job)
-    JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
-    return JSONResponse(job.public(), 202, headers={"Location": f"/v1/jobs/{job.id}"})
+    submission: Submission = request.app.state.submission
+    done = await run_in_threadpool(
+        submission.submit, tenant, [job], "POST /v1/jobs", body, idempotency_key
+    )
+    job = done.jobs[0]
+    if not done.replayed:
+        JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
+    status = 200 if done.replayed else 202
+    return JSONResponse(job.public(), status, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.post("/jobs/batch", status_code=202, openapi_extra=batch_body_openapi())
+async def create_jobs(
+    request: Request,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Submit up to 1000 jobs, all or none: 202 with `{"jobs": [...]}` in request order."""
+    settings, _ = _state(request)
+    body = await read_json(request, limit=BATCH_BODY_LIMIT)
+    items = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(items, list) or set(body) != {"jobs"}:
+        raise errors.InvalidRequest('the body must be {"jobs": [job, ...]}')
+    if not 1 <= len(items) <= BATCH_MAX_JOBS:
+        raise errors.InvalidRequest(
+            f"jobs: a batch holds 1 to {BATCH_MAX_JOBS} jobs, not {len(items)}"
+        )
+    jobs = []
+    for index, item in enumerate(items):
+        try:
+            job_request = JobRequest.model_validate(
+                item, context={"max_text_chars": settings.max_text_chars}
+            )
+            jobs.append(build_job(settings, tenant, job_request))
+        except ValidationError as exc:
+            message, details = errors.describe(exc)
+            return JSONResponse(
+                errors.error_body(
+                    "validation_error", f"jobs[{index}].{message}", index=index, details=details
+                ),
+                422,
+            )
+        except errors.UnknownVoice as exc:
+            return JSONResponse(
+                errors.error_body(exc.code, f"jobs[{index}]: {exc.message}", index=index), 422
+            )
+    submission: Submission = request.app.state.submission
+    done = await run_in_threadpool(
+        submission.submit, tenant, jobs, "POST /v1/jobs/batch", body, idempotency_key
+    )
+    if not done.replayed:
+        for job in jobs:
+            JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
+    return JSONResponse(
+        {"jobs": [job.public() for job in done.jobs]}, 200 if done.replayed else 202
+    )
 
 
 def _owned(store: JobStore, tenant: Tenant, job_id: str) -> Job:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests by route and status, jobs submitted, queue depth.
+"""Prometheus metrics of the API: requests by route and status, jobs submitted, queue depth
+and the pending backlog.
 
 With several API processes, `PROMETHEUS_MULTIPROC_DIR` is set by `api.server` before any
 process imports prometheus_client, and a scrape aggregates every process's files.
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasks import keys
 from tasks.app import PRIORITY_STEPS
+from tasks.dispatcher import pending_jobs
 
 REQUESTS = Counter(
     "ttsfleet_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -53,6 +55,7 @@ class QueueDepthCollector(Collector):
     def __init__(self, client: redis.Redis, models: list[str]) -> None:
         self._redis = client
         self._queues = [keys.synth_queue(m) for m in models]
+        self._models = models
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
@@ -70,6 +73,17 @@ class QueueDepthCollector(Collector):
         for i, queue in enumerate(self._queues):
             gauge.add_metric([queue], float(sum(lengths[i * steps : (i + 1) * steps])))
         yield gauge
+        pending = GaugeMetricFamily(
+            "ttsfleet_pending_jobs",
+            "Jobs waiting for the dispatcher, per model (the backlog; the queue is kept shallow)",
+            labels=["model"],
+        )
+        try:
+            for model in self._models:
+                pending.add_metric([model], float(pending_jobs(self._redis, model)))
+        except redis.RedisError:
+            return
+        yield pending
 
 
 def scrape(queue_depth: Collector) -> Response:

@@ -1,4 +1,5 @@
-"""`ttsfleet`: run the fleet (`up`, `api`, `worker`) and use it (`say`, `status`).
+"""`ttsfleet`: run the fleet (`up`, `api`, `worker`, `dispatcher`) and use it (`say`,
+`batch`, `status`).
 
 Nothing from `tasks` is imported at module level: settings are read once, on first
 import, and `worker` must set the device and model variables before that happens.
@@ -11,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from client.client import ApiError, Client
 
@@ -85,6 +87,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from tasks.app import app
+    from tasks.dispatcher import Dispatcher
+    from tasks.settings import get_settings
+
+    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.getLogger(__name__).info("dispatcher running")
+    Dispatcher.from_settings(get_settings(), app).run(stop)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from client.batch import read_lines, run_batch
+
+    options: dict[str, object] = {}
+    for name in ("voice", "format", "speed", "sample_rate", "priority"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    out_dir = Path(args.out_dir)
+    lines = read_lines(Path(args.file), out_dir, options)
+    with _client() as client:
+        return run_batch(client, lines, out_dir, Console(stderr=True))
+
+
 def _client() -> Client:
     return Client.from_env()
 
@@ -92,7 +128,7 @@ def _client() -> Client:
 def cmd_say(args: argparse.Namespace) -> int:
     output = Path(args.output)
     fmt = args.format or FORMATS.get(output.suffix.lower(), "wav")
-    options: dict[str, object] = {"format": fmt, "speed": args.speed}
+    options: dict[str, Any] = {"format": fmt, "speed": args.speed}
     if args.voice:
         options["voice"] = args.voice
     if args.sample_rate:
@@ -163,6 +199,24 @@ def parser() -> argparse.ArgumentParser:
     say.add_argument("--sample-rate", type=int, default=None)
     say.add_argument("--timeout", type=float, default=300.0)
     say.set_defaults(func=cmd_say)
+
+    dispatcher = sub.add_parser(
+        "dispatcher", help="move pending jobs to the workers' queues, fairly across tenants"
+    )
+    dispatcher.add_argument("--loglevel", default="INFO")
+    dispatcher.set_defaults(func=cmd_dispatcher)
+
+    batch = sub.add_parser(
+        "batch", help="one job per line of FILE (text, or a JSON job request); audio to DIR"
+    )
+    batch.add_argument("file")
+    batch.add_argument("--out-dir", required=True)
+    batch.add_argument("--voice", default=None)
+    batch.add_argument("--format", choices=sorted(FORMATS.values()), default=None)
+    batch.add_argument("--speed", type=float, default=None)
+    batch.add_argument("--sample-rate", type=int, default=None)
+    batch.add_argument("--priority", choices=["high", "normal", "low"], default=None)
+    batch.set_defaults(func=cmd_batch)
 
     status = sub.add_parser("status", help="print a job as JSON")
     status.add_argument("job_id")

@@ -15,11 +15,15 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 class ApiError(Exception):
     """An error answer from the API, with its stable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        # Seconds the server asked us to wait (429, 503, 409 in flight), if it said.
+        self.retry_after = retry_after
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -69,15 +73,32 @@ class Client:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
+            retry_after = response.headers.get("retry-after")
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
             try:
                 error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"])
+                raise ApiError(response.status_code, error["code"], error["message"], wait)
             except (ValueError, KeyError, TypeError):
                 raise ApiError(response.status_code, "http_error", response.text[:200]) from None
         return response.json()
 
-    def submit(self, text: str, **options: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/v1/jobs", json={"text": text, **options})
+    def submit(
+        self, text: str, idempotency_key: str | None = None, **options: Any
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call(
+            "POST", "/v1/jobs", json={"text": text, **options}, headers=headers
+        )
+        return result
+
+    def submit_batch(
+        self, jobs: list[dict[str, Any]], idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to 1000 job requests in one call, all or none; the jobs in request order."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: list[dict[str, Any]] = self._call(
+            "POST", "/v1/jobs/batch", json={"jobs": jobs}, headers=headers
+        )["jobs"]
         return result
 
     def get(self, job_id: str) -> dict[str, Any]:

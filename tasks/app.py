@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from tasks import keys
-from tasks.jobs import Job, JobMessage
+from tasks.jobs import Job, JobMessage, Priority
 from tasks.settings import Settings, get_settings
 
 # Kombu's Redis transport emulates priorities with one list per step; lower is served first.
@@ -47,12 +49,20 @@ def create_app(settings: Settings) -> Celery:
 
 def enqueue(app: Celery, job: Job) -> None:
     """Send the job's message to the queue of the model that serves its voice."""
+    send_synthesis(app, job.id, job.tenant, job.model, job.priority)
+
+
+def send_synthesis(
+    app: Celery, job_id: str, tenant: str, model: str, priority: Priority, producer: Any = None
+) -> None:
+    """The message of one job, as the dispatcher (tasks.dispatcher) sends it."""
     app.send_task(
         keys.SYNTHESIZE_TASK,
-        args=[JobMessage(job_id=job.id, tenant=job.tenant).encode()],
-        queue=keys.synth_queue(job.model),
-        priority=job.priority.celery_priority,
-        task_id=job.id,
+        args=[JobMessage(job_id=job_id, tenant=tenant).encode()],
+        queue=keys.synth_queue(model),
+        priority=priority.celery_priority,
+        task_id=job_id,
+        producer=producer,
     )
 
 

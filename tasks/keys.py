@@ -36,6 +36,57 @@ def synth_queue(model: str) -> str:
     return SYNTH_QUEUE.format(model=model)
 
 
+# Count per tenant of jobs queued or running: admission checks it against max_queued_jobs in
+# the same script that creates the jobs; the store's terminal transitions decrement it.
+TENANT_ACTIVE = PREFIX + ":tenant:{tenant}:active"
+
+# Token bucket per tenant (hash: tokens, ts) for the submit rate limit.
+TENANT_RATE = PREFIX + ":tenant:{tenant}:rate"
+
+# Idempotency record per tenant and key (the key is hashed: clients choose up to 255 chars):
+# JSON {"fp": body fingerprint, "jobs": [ids] or null while the first request is in flight}.
+IDEMPOTENCY = PREFIX + ":idem:{tenant}:{digest}"
+
+# FIFO list per model, priority and tenant of job ids waiting for the dispatcher (the API
+# LPUSHes, the dispatcher RPOPs): a tenant's backlog waits here, not in the Celery queue.
+PENDING = PREFIX + ":pending:{model}:{priority}:{tenant}"
+
+# Ring per model and priority of the tenants that have pending jobs; the dispatcher rotates
+# it to serve tenants round-robin.
+PENDING_TENANTS = PREFIX + ":pending:{model}:{priority}"
+
+# Hash per model of jobs the dispatcher took from a pending list but has not yet confirmed
+# as sent to Celery (job id -> "tenant priority"); a restarted dispatcher sends them again.
+DISPATCHING = PREFIX + ":dispatching:{model}"
+
+# Lease held by the one running dispatcher (value: its token), so two never interleave.
+DISPATCHER_LEASE = PREFIX + ":dispatcher:lease"
+
+
+def tenant_active_key(tenant: str) -> str:
+    return TENANT_ACTIVE.format(tenant=tenant)
+
+
+def tenant_rate_key(tenant: str) -> str:
+    return TENANT_RATE.format(tenant=tenant)
+
+
+def idempotency_key(tenant: str, digest: str) -> str:
+    return IDEMPOTENCY.format(tenant=tenant, digest=digest)
+
+
+def pending_key(model: str, priority: str, tenant: str) -> str:
+    return PENDING.format(model=model, priority=priority, tenant=tenant)
+
+
+def pending_tenants_key(model: str, priority: str) -> str:
+    return PENDING_TENANTS.format(model=model, priority=priority)
+
+
+def dispatching_key(model: str) -> str:
+    return DISPATCHING.format(model=model)
+
+
 def cache_key(digest: str) -> str:
     return CACHE.format(digest=digest)
 

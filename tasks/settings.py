@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     flower_port: int = 5555
     # The Redis transport redelivers an unacked message after this long (kombu default 1 h).
     visibility_timeout_s: int = 3600
+    # Submit rate limit per tenant: a token bucket refilled at this rate (requests per second;
+    # a batch is one request) holding at most `rate_limit_burst`. 0 turns it off.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    # How long an Idempotency-Key is remembered (DESIGN §4: 24 h), and how long a request
+    # holding one may take before a retry may proceed (a crashed API must not block it for a day).
+    idempotency_ttl_s: int = 86400
+    idempotency_in_flight_s: int = 60
+    # The dispatcher keeps at most this many messages in a model's Celery queue: about twice
+    # what its consumers prefetch, so a tenant's backlog waits in the fair pending lists.
+    dispatch_queue_depth: int = 32
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"

@@ -18,6 +18,7 @@ import redis
 from tasks import keys
 from tasks.errors import DeadlineExceeded, WorkerLost
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, job_id_floor, utc_now
+from tasks.quota import RELEASE_ACTIVE_LUA
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
@@ -25,12 +26,16 @@ TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 _RAW_FIELDS = {"status", "attempts", "created_ts"}
 
 # ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new status; ARGV[3..]: field, value.
+# A job leaving queued/running frees its tenant's active slot (tasks.quota) in the same step.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then
     redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'canceled' then
+      release_active(KEYS[1])
+    end
     return {1, cur}
   end
 end
@@ -50,15 +55,25 @@ local deadline = cjson.decode(redis.call('HGET', KEYS[1], 'deadline_s') or 'null
 local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
 if cur == 'queued' and deadline ~= cjson.null and tonumber(ARGV[2]) > created + deadline then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
+  release_active(KEYS[1])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if attempts > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
+  release_active(KEYS[1])
   return {'exhausted', 'failed', attempts}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
 return {'run', 'running', attempts}
+"""
+
+
+# A discarded job that was still active gives its slot back.
+_DISCARD_ACTIVE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur == 'queued' or cur == 'running' then release_active(KEYS[1]) end
+return 0
 """
 
 
@@ -82,6 +97,13 @@ class ClaimResult:
 class TransitionResult:
     applied: bool
     previous: JobStatus | None
+
+
+def encode_record(job: Job, now: float) -> dict[str, str]:
+    """The hash fields of a new job's record, `created_ts` (epoch, read by Lua) included."""
+    fields = _encode(job)
+    fields["created_ts"] = repr(now)
+    return fields
 
 
 def _encode(job: Job) -> dict[str, str]:
@@ -109,8 +131,10 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self._redis = client
         self._ttl_s = ttl_s
-        self._transition = client.register_script(_TRANSITION)
-        self._claim = client.register_script(_CLAIM)
+        # Each script may free a tenant's active slot (tasks.quota).
+        self._transition = client.register_script(RELEASE_ACTIVE_LUA + _TRANSITION)
+        self._claim = client.register_script(RELEASE_ACTIVE_LUA + _CLAIM)
+        self._discard_active = client.register_script(RELEASE_ACTIVE_LUA + _DISCARD_ACTIVE)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
@@ -136,11 +160,13 @@ class JobStore:
         # Index entries older than the record TTL point at nothing: drop them.
         pipe.zremrangebylex(index, "-", "(" + job_id_floor(int((now - self._ttl_s) * 1000)))
         pipe.expire(index, self._ttl_s)
+        pipe.incr(keys.tenant_active_key(job.tenant))
         pipe.execute()
 
     def discard(self, job: Job) -> None:
         """Undo `create` when the job could not be enqueued: no half-made job stays."""
         pipe = self._redis.pipeline(transaction=True)
+        self._discard_active(keys=[keys.job_key(job.id)], client=pipe)
         pipe.delete(keys.job_key(job.id))
         pipe.zrem(keys.tenant_jobs_key(job.tenant), job.id)
         pipe.execute()

@@ -125,11 +125,37 @@ def store(settings: Settings, redis_client: redis.Redis) -> JobStore:
     return JobStore.from_url(settings.redis_url, settings.job_ttl_s)
 
 
-class ApiServer:
-    """The real FastAPI app served by uvicorn on a loopback port, in a thread."""
+class DispatcherThread:
+    """The real dispatcher (tasks.dispatcher) on the real Redis, in a thread of the test."""
 
-    def __init__(self, settings: Settings, **collaborators: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
+        from tasks.app import create_app as create_celery
+        from tasks.dispatcher import Dispatcher
+
+        self.celery = create_celery(settings)
+        self.dispatcher = Dispatcher.from_settings(settings, self.celery)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=self.dispatcher.run, args=(self.stopping,), daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+        self.celery.close()
+
+
+class ApiServer:
+    """The real FastAPI app served by uvicorn on a loopback port, in a thread, with the
+    dispatcher that moves its jobs to the Celery queues (`dispatch=False` leaves them
+    pending)."""
+
+    def __init__(self, settings: Settings, dispatch: bool = True, **collaborators: Any) -> None:
         self.settings = settings
+        self.dispatcher = DispatcherThread(settings) if dispatch else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -144,8 +170,12 @@ class ApiServer:
     def start(self) -> None:
         self.thread.start()
         wait_until(lambda: self.server.started, timeout=10)
+        if self.dispatcher is not None:
+            self.dispatcher.start()
 
     def stop(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         self.server.should_exit = True
         self.thread.join(10)
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import redis
 
 from tasks import keys
-from tasks.app import create_app as create_celery
 from tasks.jobs import JobStatus
 from tasks.settings import Settings
 from tasks.store import JobStore
-from tests.conftest import ApiServer, free_port
+from tests.conftest import ApiServer, free_port, wait_until
 from tests.integration.test_runner import EngineOk
 from worker.batcher import DirectSynthesizer
 from worker.runner import JobRunner
@@ -40,8 +40,8 @@ def test_submit_answers_202_with_the_job_and_its_location(
     assert (
         job["metadata"] == {"order": 7} and job["attempts"] == 0 and job["created_at"].endswith("Z")
     )
-    # One message waits in the model's high-priority list.
-    assert redis_client.llen(keys.synth_queue("piper-joe")) == 1
+    # The dispatcher moves it to the model's high-priority list, where one message waits.
+    wait_until(lambda: redis_client.llen(keys.synth_queue("piper-joe")) == 1, timeout=5)
 
 
 def test_requested_sample_rate_is_kept_and_native_rate_filled_in(api: ApiServer) -> None:
@@ -126,20 +126,26 @@ def test_redis_down_is_503_with_retry_after(
     assert health.status_code == 200
 
 
-def test_queue_failure_removes_the_record(
+def test_refused_submit_leaves_nothing_behind(
     start_api: Callable[..., ApiServer],
     make_settings: Callable[..., Settings],
     redis_client: redis.Redis,
+    tmp_path: Path,
 ) -> None:
-    """Redis for records is up but the broker is not: 503, and no job is left behind."""
-    dead_broker = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    api = start_api(make_settings(), celery=create_celery(dead_broker))
+    """Admission is one script: a refusal (here the quota) writes no record, index or
+    pending entry."""
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(
+        '{"tenants": [{"id": "acme", "api_keys": ["key-acme"], "max_queued_jobs": 0}]}'
+    )
+    api = start_api(make_settings(api_keys=None, tenants_file=tenants), dispatch=False)
     with api.client() as http:
         response = http.post("/v1/jobs", json={"text": "Hello."})
         listing = http.get("/v1/jobs").json()
-    assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
+    assert response.status_code == 429 and response.json()["error"]["code"] == "quota_exceeded"
     assert listing["jobs"] == []
     assert redis_client.keys("ttsfleet:job:*") == []
+    assert redis_client.keys("ttsfleet:pending:*") == []
 
 
 def test_probes_voices_and_docs(api: ApiServer) -> None:
@@ -182,7 +188,18 @@ def test_metrics_count_requests_and_submissions(api: ApiServer) -> None:
     assert sample(after, submitted) - sample(before, submitted) == 3
     assert sample(after, requests) - sample(before, requests) == 3
     assert 'ttsfleet_queue_depth{queue="synth.piper-joe"} ' in after
-    assert sample(after, 'ttsfleet_queue_depth{queue="synth.piper-joe"}') >= 3
+    depth = 'ttsfleet_queue_depth{queue="synth.piper-joe"}'
+    wait_until(lambda: sample(httpx.get(api.url + "/metrics").text, depth) >= 3, timeout=5)
+
+
+def test_metrics_show_the_pending_backlog(
+    start_api: Callable[..., ApiServer], settings: Settings
+) -> None:
+    api = start_api(settings, dispatch=False)
+    with api.client("acme") as acme, api.client("globex") as globex:
+        acme.post("/v1/jobs/batch", json={"jobs": [{"text": "a", "priority": "low"}] * 4})
+        globex.post("/v1/jobs", json={"text": "b"})
+    assert 'ttsfleet_pending_jobs{model="piper-joe"} 5.0' in httpx.get(api.url + "/metrics").text
 
 
 def test_job_status_values_are_the_documented_ones() -> None:

@@ -1,0 +1,224 @@
+"""The dispatcher: moves jobs from per-tenant pending lists into the Celery queues, fairly.
+
+Why a dispatcher and not one Celery queue per tenant: Celery workers consume a fixed set
+of queues named at start-up, so per-tenant queues would mean adding consumers to every
+worker whenever a tenant appears, and kombu's Redis transport still drains its
+priority lists before it looks at the next queue. Instead the API puts a job's id in a
+list per (model, priority, tenant) and a ring of the tenants that have pending jobs; this
+process serves, for each model, the highest priority that has work, one job per tenant in
+turn, and keeps the model's Celery queue shallow (`dispatch_queue_depth`, about twice what
+the workers prefetch). A tenant's 100,000-job backlog therefore waits in its own list, and
+another tenant's job waits behind at most one shallow queue and the batches in flight.
+
+Nothing is lost if the dispatcher dies mid-move: one script pops a job from its pending
+list and records it in the model's `dispatching` hash; the message is sent afterwards and
+only then is the entry deleted. A dispatcher starting up sends whatever that hash still
+holds, so a crash can at worst send a job twice, which the store's claim absorbs (a
+terminal job is acked without running, and the audio key is deterministic). A lease
+in Redis keeps a second dispatcher from interleaving with the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from typing import cast
+
+import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from tasks import keys
+from tasks.app import PRIORITY_STEPS, send_synthesis
+from tasks.jobs import Priority
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Priorities served first to last.
+ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+
+# Pending entries a single call may skip (canceled while pending) before it returns.
+_SKIP_BUDGET = 1000
+
+# KEYS[1]: the model's dispatching hash; KEYS[2..]: the model's Celery lists (one per priority
+# step). ARGV: queue depth bound, job key prefix, then per priority, highest first: the ring of
+# tenants, the prefix of their pending lists, the priority's name.
+# Returns {job id, tenant, priority, ...} of the jobs it moved to the dispatching hash.
+_TAKE = """
+local depth = 0
+for k = 2, #KEYS do depth = depth + redis.call('LLEN', KEYS[k]) end
+local room = tonumber(ARGV[1]) - depth
+local taken, skips = {}, 0
+local a = 3
+while a + 2 < #ARGV and room > 0 and skips < tonumber(ARGV[#ARGV]) do
+  local ring, prefix, priority = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  while room > 0 and skips < tonumber(ARGV[#ARGV]) do
+    -- Rotate: the tenant served now goes to the back of the ring.
+    local tenant = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+    if not tenant then break end
+    local pending = prefix .. tenant
+    local job_id = redis.call('RPOP', pending)
+    if redis.call('LLEN', pending) == 0 then redis.call('LREM', ring, 0, tenant) end
+    if job_id then
+      -- A job canceled (or expired) while pending is dropped here, never sent.
+      if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' then
+        redis.call('HSET', KEYS[1], job_id, tenant .. ' ' .. priority)
+        taken[#taken + 1] = job_id
+        taken[#taken + 1] = tenant
+        taken[#taken + 1] = priority
+        room = room - 1
+      else
+        skips = skips + 1
+      end
+    end
+  end
+  a = a + 3
+end
+return taken
+"""
+
+# KEYS[1]: lease. ARGV: token, milliseconds. Take the lease if free, extend it if ours.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def broker_lists(model: str) -> list[str]:
+    """The Redis lists kombu keeps for a model's queue, one per priority step."""
+    queue = keys.synth_queue(model)
+    return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
+
+
+def pending_jobs(client: redis.Redis, model: str) -> int:
+    """Jobs of `model` waiting for the dispatcher, all tenants and priorities: the backlog
+    an autoscaler should watch (the Celery queue is kept shallow on purpose)."""
+    rings = [keys.pending_tenants_key(model, p.value) for p in ORDER]
+    pipe = client.pipeline(transaction=False)
+    for ring in rings:
+        pipe.lrange(ring, 0, -1)
+    lists = [
+        keys.pending_key(model, p.value, tenant)
+        for p, tenants in zip(ORDER, pipe.execute(), strict=True)
+        for tenant in tenants
+    ]
+    pipe = client.pipeline(transaction=False)
+    for name in lists:
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
+
+
+class Dispatcher:
+    """Moves pending jobs into Celery queues, round-robin across tenants."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        celery: Celery,
+        models: Iterable[str],
+        depth: int,
+        lease_ms: int = 10_000,
+    ) -> None:
+        self._redis = client
+        self._celery = celery
+        self._models = list(models)
+        self._depth = depth
+        self._lease_ms = lease_ms
+        self._token = secrets.token_hex(8)
+        self._take = client.register_script(_TAKE)
+        self._lease = client.register_script(_LEASE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, celery: Celery) -> Dispatcher:
+        client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+        )
+        return cls(client, celery, settings.models, settings.dispatch_queue_depth)
+
+    def hold_lease(self) -> bool:
+        """Take or extend the lease; only the holder moves jobs."""
+        return bool(self._lease(keys=[keys.DISPATCHER_LEASE], args=[self._token, self._lease_ms]))
+
+    def release_lease(self) -> None:
+        """Let a successor start at once instead of after the lease runs out."""
+        try:
+            if self._redis.get(keys.DISPATCHER_LEASE) == self._token:
+                self._redis.delete(keys.DISPATCHER_LEASE)
+        except redis.RedisError:
+            pass  # it expires by itself
+
+    def recover(self) -> int:
+        """Send the jobs a previous dispatcher took but may not have sent."""
+        sent = 0
+        for model in self._models:
+            entries = cast(dict[str, str], self._redis.hgetall(keys.dispatching_key(model)))
+            moved = []
+            for job_id, value in entries.items():
+                tenant, _, priority = value.partition(" ")
+                moved += [job_id, tenant, priority]
+            sent += self._send(model, moved)
+        if sent:
+            log.warning("re-sent %d jobs a previous dispatcher had taken", sent)
+        return sent
+
+    def dispatch_once(self) -> int:
+        """One pass over every model; returns how many jobs were sent."""
+        sent = 0
+        for model in self._models:
+            args: list[str | int] = [self._depth, keys.job_key("")]
+            for priority in ORDER:
+                args += [
+                    keys.pending_tenants_key(model, priority.value),
+                    keys.pending_key(model, priority.value, ""),
+                    priority.value,
+                ]
+            args.append(_SKIP_BUDGET)
+            moved = self._take(keys=[keys.dispatching_key(model), *broker_lists(model)], args=args)
+            sent += self._send(model, list(moved))
+        return sent
+
+    def _send(self, model: str, moved: list[str]) -> int:
+        if not moved:
+            return 0
+        with self._celery.producer_or_acquire() as producer:
+            for i in range(0, len(moved), 3):
+                job_id, tenant, priority = moved[i : i + 3]
+                send_synthesis(
+                    self._celery, job_id, tenant, model, Priority(priority), producer=producer
+                )
+        self._redis.hdel(keys.dispatching_key(model), *moved[0::3])
+        return len(moved) // 3
+
+    def run(self, stop: threading.Event, idle_s: float = 0.01) -> None:
+        """Until `stop` is set: hold the lease, recover once, then keep the queues topped up."""
+        recovered = False
+        renewed = 0.0
+        while not stop.is_set():
+            try:
+                now = time.monotonic()
+                if now - renewed > self._lease_ms / 3000:
+                    if not self.hold_lease():
+                        recovered = False
+                        stop.wait(1.0)
+                        continue
+                    renewed = now
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                if self.dispatch_once() == 0:
+                    stop.wait(idle_s)
+            except (redis.RedisError, OperationalError, OSError) as exc:
+                log.warning("dispatcher: %s; retrying", exc)
+                # What was taken but perhaps not sent goes out again on the next pass.
+                recovered = False
+                renewed = 0.0
+                stop.wait(1.0)
+        self.release_lease()

@@ -1,0 +1,115 @@
+"""Admission: where accepted jobs enter Redis, all in one script.
+
+One Lua call checks the tenant's `max_queued_jobs`, writes every record of the request
+(one job or a batch of up to 1000), indexes them, raises the tenant's active count, puts
+the ids in the tenant's pending lists for the dispatcher (tasks.dispatcher) and records
+the Idempotency-Key's outcome. So a 202 means all of it happened and a refusal means none
+of it did: there is no half-made job to clean up, and no window in which the quota could
+be overshot by two API processes at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from tasks import keys
+from tasks.jobs import Job, job_id_floor
+from tasks.store import encode_record
+
+# KEYS[1]: the tenant's active count; KEYS[2]: its job index; KEYS[3]: idempotency record
+# (or the active count again when there is none). ARGV: limit (-1: none), n, record TTL, index
+# prune bound, idempotency value ('' for none), idempotency TTL, tenant, then per job:
+# job key, pending list, pending-tenants ring, job id, field count, field/value pairs.
+# Key names come in ARGV because they depend on each job; we run one Redis, not a cluster.
+_ADMIT = """
+local limit, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local active = tonumber(redis.call('GET', KEYS[1]) or '0')
+if limit >= 0 and active + n > limit then return {0, active} end
+local ttl, tenant = tonumber(ARGV[3]), ARGV[7]
+local i = 8
+for _ = 1, n do
+  local job_key, pending, ring, job_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local last = i + 4 + 2 * tonumber(ARGV[i + 4])
+  redis.call('HSET', job_key, unpack(ARGV, i + 5, last))
+  redis.call('EXPIRE', job_key, ttl)
+  redis.call('ZADD', KEYS[2], 0, job_id)
+  -- The ring holds a tenant exactly while its pending list is not empty.
+  if redis.call('LPUSH', pending, job_id) == 1 then redis.call('RPUSH', ring, tenant) end
+  i = last + 1
+end
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('INCRBY', KEYS[1], n)
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
+return {1, active + n}
+"""
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What to store under an Idempotency-Key once the jobs exist."""
+
+    key: str
+    value: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    accepted: bool
+    active: int  # the tenant's active jobs after (or, refused, at) the attempt
+
+
+class Intake:
+    """Admits jobs for one tenant at a time; see the module docstring for why one script."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+        self._admit = client.register_script(_ADMIT)
+
+    def admit(
+        self,
+        tenant: str,
+        jobs: Sequence[Job],
+        limit: int | None,
+        idempotency: IdempotencyRecord | None = None,
+        now: float | None = None,
+    ) -> Admission:
+        """Create `jobs` (all of `tenant`) unless they would take it past `limit` active."""
+        now = time.time() if now is None else now
+        active_key = keys.tenant_active_key(tenant)
+        args: list[str | int] = [
+            -1 if limit is None else limit,
+            len(jobs),
+            self._ttl_s,
+            "(" + job_id_floor(int((now - self._ttl_s) * 1000)),
+            idempotency.value if idempotency else "",
+            idempotency.ttl_s if idempotency else 0,
+            tenant,
+        ]
+        for job in jobs:
+            fields = encode_record(job, now)
+            priority = job.priority.value
+            args += [
+                keys.job_key(job.id),
+                keys.pending_key(job.model, priority, tenant),
+                keys.pending_tenants_key(job.model, priority),
+                job.id,
+                len(fields),
+            ]
+            for name, value in fields.items():
+                args += [name, value]
+        accepted, active = self._admit(
+            keys=[
+                active_key,
+                keys.tenant_jobs_key(tenant),
+                idempotency.key if idempotency else active_key,
+            ],
+            args=args,
+        )
+        return Admission(bool(accepted), int(active))

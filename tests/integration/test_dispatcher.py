@@ -1,0 +1,107 @@
+"""The dispatcher on a real Redis with real Celery messages: order, priority, shallow
+queues, canceled pending jobs, a crash mid-move, the lease."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import redis
+from kombu.exceptions import OperationalError
+
+from tasks import keys
+from tasks.app import create_app as create_celery
+from tasks.dispatcher import Dispatcher, broker_lists
+from tasks.settings import Settings
+from tests.conftest import ApiServer, free_port
+
+MODEL = "piper-joe"
+
+
+def queued_messages(client: redis.Redis) -> list[str]:
+    """Job ids in the model's Celery lists, in the order a worker takes them."""
+    ids = []
+    for name in broker_lists(MODEL):  # priority lists, highest first; RPOP takes the tail
+        for raw in reversed(client.lrange(name, 0, -1)):
+            ids.append(json.loads(raw)["headers"]["id"])
+    return ids
+
+
+def dispatcher(settings: Settings, depth: int, broker: Settings | None = None) -> Dispatcher:
+    return Dispatcher(
+        redis.Redis.from_url(settings.redis_url, decode_responses=True),
+        create_celery(broker or settings),
+        [MODEL],
+        depth,
+    )
+
+
+def submit(api: ApiServer, tenant: str, n: int, priority: str = "normal") -> list[str]:
+    with api.client(tenant) as http:
+        body = {"jobs": [{"text": f"{tenant} {i}.", "priority": priority} for i in range(n)]}
+        return [job["id"] for job in http.post("/v1/jobs/batch", json=body).json()["jobs"]]
+
+
+def test_tenants_take_turns_and_the_queue_stays_shallow(
+    start_api: Callable[..., ApiServer], settings: Settings, redis_client: redis.Redis
+) -> None:
+    api = start_api(settings, dispatch=False)
+    a = submit(api, "acme", 50)
+    g = submit(api, "globex", 2)
+    moved = dispatcher(settings, depth=4).dispatch_once()
+    assert moved == 4
+    assert queued_messages(redis_client) == [a[0], g[0], a[1], g[1]]
+    assert dispatcher(settings, depth=4).dispatch_once() == 0  # full: nothing more
+    for name in broker_lists(MODEL):
+        redis_client.delete(name)  # a worker took them
+    assert dispatcher(settings, depth=4).dispatch_once() == 4
+    assert queued_messages(redis_client) == a[2:6]
+    assert redis_client.hlen(keys.dispatching_key(MODEL)) == 0
+    # The ring holds only tenants with pending jobs.
+    assert redis_client.lrange(keys.pending_tenants_key(MODEL, "normal"), 0, -1) == ["acme"]
+
+
+def test_higher_priority_goes_first_and_canceled_jobs_are_dropped(
+    start_api: Callable[..., ApiServer], settings: Settings, redis_client: redis.Redis
+) -> None:
+    api = start_api(settings, dispatch=False)
+    low = submit(api, "acme", 2, "low")
+    normal = submit(api, "acme", 2)
+    high = submit(api, "globex", 1, "high")
+    with api.client("acme") as http:
+        http.post(f"/v1/jobs/{normal[0]}/cancel")
+    assert dispatcher(settings, depth=10).dispatch_once() == 4
+    assert queued_messages(redis_client) == [high[0], normal[1], *low]
+
+
+def test_a_crash_between_take_and_send_loses_nothing(
+    start_api: Callable[..., ApiServer],
+    settings: Settings,
+    make_settings: Callable[..., Settings],
+    redis_client: redis.Redis,
+) -> None:
+    """The first dispatcher takes jobs but cannot send (its broker is gone, as good as
+    dead mid-move); the next one sends them on start-up."""
+    api = start_api(settings, dispatch=False)
+    ids = submit(api, "acme", 3)
+    dead = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    broken = dispatcher(settings, depth=10, broker=dead)
+    broken._celery.conf.broker_connection_retry = False
+    broken._celery.conf.broker_connection_max_retries = 0
+    with pytest.raises(OperationalError):
+        broken.dispatch_once()
+    assert set(redis_client.hkeys(keys.dispatching_key(MODEL))) == set(ids)
+    assert queued_messages(redis_client) == []
+    successor = dispatcher(settings, depth=10)
+    assert successor.recover() == 3
+    assert sorted(queued_messages(redis_client)) == sorted(ids)
+    assert redis_client.hlen(keys.dispatching_key(MODEL)) == 0
+
+
+def test_only_one_dispatcher_holds_the_lease(settings: Settings, redis_client: redis.Redis) -> None:
+    first, second = dispatcher(settings, 4), dispatcher(settings, 4)
+    assert first.hold_lease() and first.hold_lease()
+    assert not second.hold_lease()
+    first.release_lease()
+    assert second.hold_lease()
