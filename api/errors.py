@@ -70,6 +70,10 @@ class UnknownVoice(ApiError):
     status, code = 422, "unknown_voice"
 
 
+class CallbackUrlForbidden(ApiError):
+    status, code = 422, "callback_url_forbidden"
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 

@@ -16,8 +16,10 @@ from api.auth import authenticate
 from api.body import read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from tasks.app import enqueue
+from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
+from tasks.ssrf import CallbackGuard
 from tasks.storage import Storage
 from tasks.store import JobStore
 from tasks.tenants import Tenant
@@ -74,6 +76,14 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
     )
 
 
+def check_callback_url(settings: Settings, url: str) -> None:
+    """422 `callback_url_forbidden` for a URL the SSRF guard refuses (tasks.ssrf)."""
+    try:
+        CallbackGuard.from_settings(settings).check_at_submit(url)
+    except CallbackForbidden as exc:
+        raise errors.CallbackUrlForbidden(exc.message) from exc
+
+
 def submit_job(store: JobStore, celery: Celery, job: Job) -> None:
     """Record, then enqueue; if the enqueue fails the record is removed again."""
     store.create(job)
@@ -100,6 +110,9 @@ async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
     except ValidationError as exc:
         message, details = errors.describe(exc)
         return JSONResponse(errors.error_body("validation_error", message, details=details), 422)
+    if job_request.callback_url is not None:
+        # Resolving the host blocks: off the event loop.
+        await run_in_threadpool(check_callback_url, settings, str(job_request.callback_url))
     job = build_job(settings, tenant, job_request)
     await run_in_threadpool(submit_job, store, request.app.state.celery, job)
     JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
