@@ -1,4 +1,4 @@
-"""The embedded fleet of `make up`: redis-server, API, synth worker, Flower, one folder.
+"""The embedded fleet of `make up`: redis-server, API, synth and callbacks workers, Flower.
 
 Everything runs as child processes in their own process groups, so Ctrl-C stops the
 whole tree (prefork children and API workers included) and leaves nothing behind.
@@ -173,6 +173,7 @@ def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> 
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
         fleet.spawn("worker", worker, env)
+        fleet.spawn("callbacks", [*me, "worker", "--callbacks"], env)
         fleet.spawn(
             "flower",
             [sys.executable, "-m", "celery", "-A", "tasks", "flower",
