@@ -37,6 +37,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.callbacks:
         # A light CPU process: no model, no GPU, no Celery pool (see worker.callbacks).
+        if args.model or args.device != "cpu":
+            raise SystemExit("--callbacks runs on its own: no --model, no --device")
         from tasks.settings import get_settings
         from worker.callbacks import main as run_callbacks
 
