@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -82,7 +83,9 @@ class CallbackDelivery:
         tenants: TenantDirectory,
         guard: CallbackGuard,
         clock: Callable[[], float] = time.time,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        self.verify = verify  # certificate checks for https receivers; tests pass a CA
         self.store = store
         self.outbox = outbox
         self.tenants = tenants
@@ -138,7 +141,9 @@ class CallbackDelivery:
             else f"{_bracketed(destination.host)}:{destination.port}"
         )
         # trust_env=False: a proxy from the environment would connect to the name itself.
-        with httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as http:
+        with httpx.Client(
+            timeout=self.timeout_s, follow_redirects=False, trust_env=False, verify=self.verify
+        ) as http:
             for address in destination.addresses:
                 url = (
                     f"{destination.scheme}://{_bracketed(address)}:{destination.port}"

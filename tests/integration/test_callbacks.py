@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -47,9 +48,10 @@ class Received:
 class Receiver:
     """A loopback HTTP server that records callbacks and answers from a script."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.tls = tls
         self.received: list[Received] = []
         self.script: list[tuple[int, dict[str, str]]] = []
         self.server: ThreadingHTTPServer | None = None
@@ -74,6 +76,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -309,6 +313,67 @@ def test_delivery_connects_to_the_checked_address_with_the_name_as_host(
     wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
     assert lookups == ["hooks.invalid"]
     assert receiver.received[0].headers["host"] == f"hooks.invalid:{receiver.port}"
+
+
+def self_signed(tmp_path: Path, name: str) -> Path:
+    """A PEM with a key and a self-signed certificate for `name`."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / f"{name}.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    return path
+
+
+def test_https_connects_to_the_checked_address_with_the_name_in_sni_and_certificate(
+    store: JobStore, cb_settings: Settings, run_worker: Any, tmp_path: Path
+) -> None:
+    pem = self_signed(tmp_path, "hooks.invalid")
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(pem)
+    sni: list[str | None] = []
+    server_side.sni_callback = lambda sock, name, ctx: sni.append(name)  # type: ignore[assignment,func-returns-value]
+    receiver = Receiver(tls=server_side).start()
+    try:
+        guard = CallbackGuard(
+            [ipaddress.ip_network("127.0.0.0/8")], resolver=lambda host, port: ["127.0.0.1"]
+        )
+        delivery = delivery_for(cb_settings, store, guard=guard)
+        delivery.verify = ssl.create_default_context(cafile=str(pem))
+        job = finished_job(store, f"https://hooks.invalid:{receiver.port}/hook")
+        run_worker(delivery)
+        wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
+        assert sni == ["hooks.invalid"]
+        assert receiver.received[0].headers["host"] == f"hooks.invalid:{receiver.port}"
+        verify_webhook(SECRET, receiver.received[0].headers, receiver.received[0].body)
+    finally:
+        receiver.stop()
 
 
 def test_delivery_rechecks_a_name_that_now_resolves_privately(
