@@ -97,6 +97,10 @@ class RateLimited(ApiError):
         super().__init__(message, {"Retry-After": str(retry_after_s)})
 
 
+class CallbackUrlForbidden(ApiError):
+    status, code = 422, "callback_url_forbidden"
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 

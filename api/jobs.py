@@ -15,8 +15,10 @@ from api.auth import authenticate
 from api.body import BATCH_BODY_LIMIT, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from api.submission import Submission
+from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
+from tasks.ssrf import CallbackGuard
 from tasks.storage import Storage
 from tasks.store import JobStore
 from tasks.tenants import Tenant
@@ -91,6 +93,14 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
     )
 
 
+def check_callback_url(settings: Settings, url: str) -> None:
+    """422 `callback_url_forbidden` for a URL the SSRF guard refuses (tasks.ssrf)."""
+    try:
+        CallbackGuard.from_settings(settings).check_at_submit(url)
+    except CallbackForbidden as exc:
+        raise errors.CallbackUrlForbidden(exc.message) from exc
+
+
 def _state(request: Request) -> tuple[Settings, JobStore]:
     return request.app.state.settings, request.app.state.store
 
@@ -112,6 +122,9 @@ async def create_job(
     except ValidationError as exc:
         message, details = errors.describe(exc)
         return JSONResponse(errors.error_body("validation_error", message, details=details), 422)
+    if job_request.callback_url is not None:
+        # Resolving the host blocks: off the event loop.
+        await run_in_threadpool(check_callback_url, settings, str(job_request.callback_url))
     job = build_job(settings, tenant, job_request)
     submission: Submission = request.app.state.submission
     done = await run_in_threadpool(
@@ -159,6 +172,14 @@ async def create_jobs(
             return JSONResponse(
                 errors.error_body(exc.code, f"jobs[{index}]: {exc.message}", index=index), 422
             )
+    for index, job in enumerate(jobs):
+        if job.callback is not None:
+            try:
+                await run_in_threadpool(check_callback_url, settings, job.callback.url)
+            except errors.CallbackUrlForbidden as exc:
+                return JSONResponse(
+                    errors.error_body(exc.code, f"jobs[{index}]: {exc.message}", index=index), 422
+                )
     submission: Submission = request.app.state.submission
     done = await run_in_threadpool(
         submission.submit, tenant, jobs, "POST /v1/jobs/batch", body, idempotency_key

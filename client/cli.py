@@ -37,6 +37,14 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.callbacks:
+        # A light CPU process: no model, no GPU, no Celery pool (see worker.callbacks).
+        if args.model or args.device != "cpu":
+            raise SystemExit("--callbacks runs on its own: no --model, no --device")
+        from tasks.settings import get_settings
+        from worker.callbacks import main as run_callbacks
+
+        return run_callbacks(get_settings())
     device: str = args.device
     if device.startswith("cuda"):
         index = device.partition(":")[2] or "0"
@@ -186,6 +194,11 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--ready-file", default=None, help="touched once the model is warm")
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument(
+        "--callbacks",
+        action="store_true",
+        help="deliver signed job callbacks from the outbox instead of synthesizing (CPU only)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     say = sub.add_parser("say", help="synthesize TEXT into a file and wait for it")

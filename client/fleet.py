@@ -1,4 +1,5 @@
-"""The embedded fleet of `make up`: redis-server, API, synth worker, dispatcher, Flower.
+"""The embedded fleet of `make up`: redis-server, API, dispatcher, synth and callbacks
+workers, Flower.
 
 Everything runs as child processes in their own process groups, so Ctrl-C stops the
 whole tree (prefork children and API workers included) and leaves nothing behind.
@@ -175,6 +176,7 @@ def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> 
         fleet.spawn("worker", worker, env)
         # Jobs wait in per-tenant lists until the dispatcher moves them (tasks.dispatcher).
         fleet.spawn("dispatcher", [*me, "dispatcher"], env)
+        fleet.spawn("callbacks", [*me, "worker", "--callbacks"], env)
         fleet.spawn(
             "flower",
             [sys.executable, "-m", "celery", "-A", "tasks", "flower",

@@ -57,3 +57,10 @@ class WorkerLost(PermanentError):
 
 class DeadlineExceeded(PermanentError):
     code = "deadline_exceeded"
+
+
+class CallbackForbidden(PermanentError):
+    """A callback URL that is not http(s) or whose host is, or resolves to, an address the
+    private-address (SSRF) guard refuses."""
+
+    code = "callback_url_forbidden"

@@ -19,6 +19,16 @@ CACHE = PREFIX + ":cache:{digest}"
 # concurrent identical requests on different workers are synthesized once.
 CACHE_LEASE = PREFIX + ":cache-lease:{digest}"
 
+# Sorted set, the callbacks outbox: members are event ids, the score is when the event is
+# next due (epoch seconds). Written in the same Lua script as a job's terminal status, so no
+# terminal event is lost or doubled; retries wait here, not as Celery ETA tasks (DESIGN §5).
+# A claimed event's score is pushed to the end of its lease: a crashed worker's claim returns.
+CALLBACK_OUTBOX = PREFIX + ":callbacks:outbox"
+
+# Hash per callback event (job_id, type, attempts, first_ts, lease token): the delivery state
+# the outbox member points at; it expires with the job record.
+CALLBACK_EVENT = PREFIX + ":callback:{event_id}"
+
 # Celery task name of one synthesis job, and the queue of each model's workers.
 SYNTHESIZE_TASK = "ttsfleet.synthesize"
 SYNTH_QUEUE = "synth.{model}"
@@ -93,3 +103,13 @@ def cache_key(digest: str) -> str:
 
 def cache_lease_key(digest: str) -> str:
     return CACHE_LEASE.format(digest=digest)
+
+
+def callback_event_key(event_id: str) -> str:
+    return CALLBACK_EVENT.format(event_id=event_id)
+
+
+def callback_event_id(job_id: str, status: str) -> str:
+    """The `webhook-id` of a job's terminal event: deterministic, so it is the same on
+    every retry and a second terminal write cannot make a second event."""
+    return f"msg_{job_id}_{status}"

@@ -25,15 +25,34 @@ TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 # Fields stored as raw strings (read by Lua); every other field is JSON.
 _RAW_FIELDS = {"status", "attempts", "created_ts"}
 
-# ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new status; ARGV[3..]: field, value.
+# Shared by every script that can end a job: if the job has a callback, record its one
+# terminal event in the outbox, due now. The event hash doubles as a "written once" mark,
+# so a second terminal write (or a retried script) cannot add a second event.
+_OUTBOX_ENQUEUE = """
+local function enqueue_callback(job_key, outbox_key, event_key, event_id, status, now, ttl)
+  local cb = redis.call('HGET', job_key, 'callback')
+  if (not cb) or cb == 'null' then return end
+  if redis.call('EXISTS', event_key) == 1 then return end
+  redis.call('HSET', event_key, 'job_id', string.match(job_key, '[^:]+$'),
+             'type', 'job.' .. status, 'attempts', 0, 'created_ts', now)
+  redis.call('EXPIRE', event_key, ttl)
+  redis.call('ZADD', outbox_key, 'NX', now, event_id)
+end
+"""
+
 # A job leaving queued/running frees its tenant's active slot (tasks.quota) in the same step.
-_TRANSITION = """
+# KEYS: job, outbox, event. ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new
+# status; ARGV[3]: now epoch; ARGV[4]: event id; ARGV[5]: event TTL; ARGV[6..]: field, value.
+_TRANSITION = (
+    _OUTBOX_ENQUEUE
+    + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 6))
     if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'canceled' then
+      enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[2], ARGV[3], ARGV[5])
       release_active(KEYS[1])
     end
     return {1, cur}
@@ -41,11 +60,14 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
 end
 return {0, cur}
 """
+)
 
-# A worker takes a delivery. ARGV: now (RFC 3339 JSON), now epoch, max attempts,
-# error JSON for worker_lost, error JSON for deadline_exceeded.
-# Returns {verdict, status, attempts}.
-_CLAIM = """
+# A worker takes a delivery. KEYS: job, outbox, event of `failed`. ARGV: now (RFC 3339
+# JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
+# deadline_exceeded, failed event id, event TTL. Returns {verdict, status, attempts}.
+_CLAIM = (
+    _OUTBOX_ENQUEUE
+    + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {'missing', '', 0} end
 if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
@@ -56,17 +78,20 @@ local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
 if cur == 'queued' and deadline ~= cjson.null and tonumber(ARGV[2]) > created + deadline then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
   release_active(KEYS[1])
+  enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if attempts > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
   release_active(KEYS[1])
+  enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'exhausted', 'failed', attempts}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
 return {'run', 'running', attempts}
 """
+)
 
 
 # A discarded job that was still active gives its slot back.
@@ -225,14 +250,17 @@ class JobStore:
         late = ErrorInfo(
             code=DeadlineExceeded.code, message="the job did not start within deadline_s"
         )
+        event_id = keys.callback_event_id(job_id, JobStatus.FAILED.value)
         verdict, _, attempts = self._claim(
-            keys=[keys.job_key(job_id)],
+            keys=[keys.job_key(job_id), keys.CALLBACK_OUTBOX, keys.callback_event_key(event_id)],
             args=[
                 json.dumps(utc_now()),
                 repr(time.time()),
                 max_attempts,
                 lost.model_dump_json(),
                 late.model_dump_json(),
+                event_id,
+                self._ttl_s,
             ],
         )
         return ClaimResult(Claim(verdict), int(attempts))
@@ -240,11 +268,16 @@ class JobStore:
     def transition(
         self, job_id: str, allowed: tuple[str, ...], to: JobStatus, **fields: Any
     ) -> TransitionResult:
-        """Set `to` and `fields` only if the current status is one of `allowed`."""
-        args: list[str] = [",".join(allowed), to.value]
+        """Set `to` and `fields` only if the current status is one of `allowed`; a terminal
+        `to` also records the job's callback event in the outbox, in the same script."""
+        event_id = keys.callback_event_id(job_id, to.value)
+        args: list[str] = [",".join(allowed), to.value, repr(time.time()), event_id]
+        args.append(str(self._ttl_s))
         for name, value in fields.items():
             args += [name, json.dumps(value, separators=(",", ":"))]
-        applied, previous = self._transition(keys=[keys.job_key(job_id)], args=args)
+        event_key = keys.callback_event_key(event_id)
+        script_keys = [keys.job_key(job_id), keys.CALLBACK_OUTBOX, event_key]
+        applied, previous = self._transition(keys=script_keys, args=args)
         return TransitionResult(bool(applied), JobStatus(previous) if previous else None)
 
     def succeed(self, job_id: str, audio: AudioInfo) -> TransitionResult:

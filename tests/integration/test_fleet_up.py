@@ -3,6 +3,7 @@ every process it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import httpx
 
 from client.client import read_env_file
+from client.webhooks import verify_webhook
 from tests.conftest import ROOT, free_port, wait_until
+from tests.integration.test_callbacks import Receiver
 
 
 def descendants(pid: int) -> set[int]:
@@ -80,9 +83,24 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         assert out.stat().st_size > 1000 and "ogg" in say.stdout
         assert list((home / "audio" / "dev").glob("*.ogg"))
         assert (home / "redis" / "appendonlydir").is_dir()
+        # The callbacks worker delivers to a loopback receiver: make up allows loopback.
+        receiver = Receiver().start()
+        try:
+            job = httpx.post(
+                f"http://127.0.0.1:{api_port}/v1/jobs",
+                json={"text": "Call me back.", "callback_url": receiver.url},
+                headers={"Authorization": f"Bearer {key}"},
+            ).json()
+            wait_until(lambda: receiver.received, timeout=60, interval=0.1)
+            secret = json.loads((home / "tenants.json").read_text())["tenants"][0]
+            got = receiver.received[0]
+            verify_webhook(secret["webhook_secret"], got.headers, got.body)
+            assert json.loads(got.body)["data"]["id"] == job["id"]
+        finally:
+            receiver.stop()
 
         tree = descendants(up.pid)
-        assert len(tree) >= 5  # redis, api, worker (+ child), flower
+        assert len(tree) >= 6  # redis, api, worker (+ child), callbacks, flower
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
         assert up.returncode == 0, output

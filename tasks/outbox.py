@@ -1,0 +1,130 @@
+"""The callbacks outbox: terminal events waiting in a Redis sorted set until they are due.
+
+`JobStore` writes an event in the script that ends its job; this module is how the
+callbacks worker takes due events with a lease and settles each attempt. A claim moves
+the event's score to the end of its lease, so two workers never hold the same attempt and
+a crashed worker's events come back by themselves when the lease runs out. Settling
+checks the lease token, so a worker whose lease ran out cannot overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal, cast
+
+import redis
+
+from tasks import keys
+
+CallbackState = Literal["pending", "delivered", "failed"]
+
+# KEYS[1]: outbox. ARGV: now, lease end, how many, lease token, event key prefix.
+# Event keys are built here from the member (a standalone Redis, not a cluster).
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local ek = ARGV[5] .. id
+  if redis.call('EXISTS', ek) == 0 then
+    redis.call('ZREM', KEYS[1], id)  -- its job expired: nothing left to tell
+  else
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('HSET', ek, 'lease', ARGV[4])
+    redis.call('HSETNX', ek, 'first_ts', ARGV[1])
+    local f = redis.call('HMGET', ek, 'job_id', 'type', 'first_ts', 'attempts')
+    table.insert(out, {id, f[1] or '', f[2] or '', f[3] or ARGV[1], f[4] or '0'})
+  end
+end
+return out
+"""
+
+# KEYS: outbox, event, job. ARGV: event id, lease token, state, last HTTP status ('' if
+# none), next due (for pending). The job's `callback` shows the same state, in one step.
+_SETTLE = """
+if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then return -1 end
+local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HDEL', KEYS[2], 'lease')
+redis.call('HSET', KEYS[2], 'state', ARGV[3])
+if ARGV[3] == 'pending' then
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+local raw = redis.call('HGET', KEYS[3], 'callback')
+if raw and raw ~= 'null' then
+  local cb = cjson.decode(raw)
+  cb['state'] = ARGV[3]
+  cb['attempts'] = attempts
+  cb['last_status'] = cjson.null
+  if ARGV[4] ~= '' then cb['last_status'] = tonumber(ARGV[4]) end
+  redis.call('HSET', KEYS[3], 'callback', cjson.encode(cb))
+end
+return attempts
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One claimed attempt of a terminal event."""
+
+    id: str  # the webhook-id
+    job_id: str
+    type: str  # job.succeeded | job.failed | job.canceled
+    first_ts: float  # when the first attempt was claimed: the schedule counts from here
+    attempts: int  # attempts settled before this one
+    lease: str
+
+
+class Outbox:
+    """Claims due events under a lease and settles attempts, each one Lua script."""
+
+    def __init__(self, client: redis.Redis, lease_s: float) -> None:
+        self._redis = client
+        self.lease_s = lease_s
+        self._claim = client.register_script(_CLAIM)
+        self._settle = client.register_script(_SETTLE)
+
+    def due(self, limit: int, now: float | None = None) -> list[Event]:
+        """Up to `limit` events due by `now`, leased to the caller for `lease_s`."""
+        now = time.time() if now is None else now
+        token = secrets.token_hex(8)
+        rows = self._claim(
+            keys=[keys.CALLBACK_OUTBOX],
+            args=[repr(now), repr(now + self.lease_s), limit, token, keys.callback_event_key("")],
+        )
+        return [Event(str(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), token) for r in rows]
+
+    def settle(
+        self,
+        event: Event,
+        state: CallbackState,
+        last_status: int | None,
+        next_due: float = 0.0,
+    ) -> bool:
+        """Record the attempt; `pending` puts the event back, due at `next_due`. False if
+        the lease was lost (another worker owns the event now) and nothing was written."""
+        attempts = self._settle(
+            keys=[
+                keys.CALLBACK_OUTBOX,
+                keys.callback_event_key(event.id),
+                keys.job_key(event.job_id),
+            ],
+            args=[
+                event.id,
+                event.lease,
+                state,
+                "" if last_status is None else str(last_status),
+                repr(next_due),
+            ],
+        )
+        return int(attempts) >= 0
+
+    def pending(self) -> dict[str, float]:
+        """Every event in the outbox and when it is next due (for tests and operators)."""
+        rows = cast(
+            list[tuple[str, float]],
+            self._redis.zrange(keys.CALLBACK_OUTBOX, 0, -1, withscores=True),
+        )
+        return {str(member): float(score) for member, score in rows}

@@ -1,0 +1,275 @@
+"""The callbacks worker (`ttsfleet worker --callbacks`): delivers signed terminal events.
+
+A plain process, not a Celery task. Retries must wait in the Redis outbox anyway (Celery
+ETA/countdown tasks are run twice past the Redis visibility timeout, kombu#337), so a
+Celery hop would only add a second queue to keep consistent with it; a loop that leases
+due events straight from the outbox needs no broker, is never placed on a GPU worker,
+and a crashed process's leases simply run out and the events return.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from client.webhooks import signature_header
+from tasks.errors import CallbackForbidden
+from tasks.jobs import Job
+from tasks.outbox import CallbackState, Event, Outbox
+from tasks.settings import Settings
+from tasks.ssrf import CallbackGuard, Destination
+from tasks.store import JobStore
+from tasks.tenants import TenantDirectory
+
+log = logging.getLogger(__name__)
+
+BODY_CAP_BYTES = 4096  # a receiver's answer is read this far and no further
+RETRY_AFTER_STATUSES = {429, 502, 504}
+MAX_RETRY_AFTER_S = 86400.0
+USER_AGENT = "ttsfleet-webhooks/1"
+
+
+def parse_schedule(text: str) -> list[float]:
+    """`CALLBACK_RETRY_SCHEDULE`: seconds from the first attempt, one per attempt."""
+    offsets = [float(part) for part in text.split(",") if part.strip()]
+    if not offsets or offsets != sorted(offsets) or offsets[0] < 0:
+        raise ValueError("TTSFLEET_CALLBACK_RETRY_SCHEDULE is ascending seconds, e.g. 0,5,300")
+    return offsets
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """A `Retry-After` header as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return min(max(float(value.strip()), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(when - now, 0.0), MAX_RETRY_AFTER_S)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: a status (None for no response) and any Retry-After."""
+
+    status: int | None
+    retry_after: str | None = None
+
+
+class CallbackDelivery:
+    """Signs and POSTs one event to the checked address, then settles it in the outbox."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        outbox: Outbox,
+        tenants: TenantDirectory,
+        guard: CallbackGuard,
+        clock: Callable[[], float] = time.time,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.verify = verify  # certificate checks for https receivers; tests pass a CA
+        self.store = store
+        self.outbox = outbox
+        self.tenants = tenants
+        self.guard = guard
+        self.schedule = parse_schedule(settings.callback_retry_schedule)
+        self.timeout_s = settings.callback_timeout_s
+        self.clock = clock
+
+    def deliver(self, event: Event) -> CallbackState:
+        job = self.store.get(event.job_id)
+        if job is None or job.callback is None:
+            self.outbox.settle(event, "failed", None)
+            return "failed"
+        try:
+            destination = self.guard.destination(job.callback.url)
+        except CallbackForbidden as exc:
+            log.warning("callback %s refused: %s", event.id, exc.message)
+            self.outbox.settle(event, "failed", None)
+            return "failed"
+        except OSError as exc:
+            log.info("callback %s: %s does not resolve: %s", event.id, job.callback.url, exc)
+            attempt = Attempt(None)
+        else:
+            attempt = self._post(destination, event, job)
+        return self._settle(event, attempt)
+
+    def body(self, event: Event, job: Job) -> bytes:
+        payload = {"type": event.type, "timestamp": job.finished_at, "data": job.public()}
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    def _post(self, destination: Destination, event: Event, job: Job) -> Attempt:
+        body = self.body(event, job)
+        timestamp = int(self.clock())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event.id,
+            "webhook-timestamp": str(timestamp),
+        }
+        tenant = self.tenants.tenants.get(job.tenant)
+        if tenant is not None and tenant.webhook_secrets:
+            headers["webhook-signature"] = signature_header(
+                tenant.webhook_secrets, event.id, timestamp, body
+            )
+        else:
+            log.warning(
+                "tenant %s has no webhook secret: callback %s unsigned", job.tenant, event.id
+            )
+        default_port = 443 if destination.scheme == "https" else 80
+        headers["host"] = (
+            destination.host
+            if destination.port == default_port
+            else f"{_bracketed(destination.host)}:{destination.port}"
+        )
+        # trust_env=False: a proxy from the environment would connect to the name itself.
+        with httpx.Client(
+            timeout=self.timeout_s, follow_redirects=False, trust_env=False, verify=self.verify
+        ) as http:
+            for address in destination.addresses:
+                url = (
+                    f"{destination.scheme}://{_bracketed(address)}:{destination.port}"
+                    f"{destination.target}"
+                )
+                try:
+                    # Connect to the checked address; Host and SNI carry the name.
+                    with http.stream(
+                        "POST",
+                        url,
+                        content=body,
+                        headers=headers,
+                        extensions={"sni_hostname": destination.host},
+                    ) as response:
+                        _read_capped(response)
+                        return Attempt(response.status_code, response.headers.get("retry-after"))
+                except httpx.ConnectError as exc:
+                    log.info("callback %s: %s unreachable: %s", event.id, address, exc)
+                    continue
+                except httpx.HTTPError as exc:
+                    log.info("callback %s: %s", event.id, exc)
+                    return Attempt(None)
+        return Attempt(None)
+
+    def _settle(self, event: Event, attempt: Attempt) -> CallbackState:
+        status = attempt.status
+        if status is not None and 200 <= status < 300:
+            state: CallbackState = "delivered"
+        elif status == 410 or event.attempts + 1 >= len(self.schedule):
+            state = "failed"
+        else:
+            state = "pending"
+        next_due = 0.0
+        if state == "pending":
+            next_due = self._next_due(event, attempt)
+        if not self.outbox.settle(event, state, status, next_due):
+            log.warning("callback %s: lease lost before settling; the new holder decides", event.id)
+        log.info("callback %s attempt %d: %s (%s)", event.id, event.attempts + 1, state, status)
+        return state
+
+    def _next_due(self, event: Event, attempt: Attempt) -> float:
+        now = self.clock()
+        if attempt.status in RETRY_AFTER_STATUSES:
+            wait = retry_after_s(attempt.retry_after, now)
+            if wait is not None:
+                return now + wait
+        offset = self.schedule[event.attempts + 1]
+        gap = offset - self.schedule[event.attempts]
+        # Jitter within a tenth of the gap spreads a receiver's recovery load.
+        jitter = random.uniform(0, gap / 10)  # noqa: S311 - not a secret
+        return max(now, event.first_ts + offset + jitter)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    """Read at most BODY_CAP_BYTES of the answer: a receiver cannot make us buffer more."""
+    data = b""
+    for chunk in response.iter_raw():
+        data += chunk
+        if len(data) >= BODY_CAP_BYTES:
+            break
+    return data[:BODY_CAP_BYTES]
+
+
+class CallbacksWorker:
+    """Leases due events and delivers them on a few threads until `stop()`."""
+
+    def __init__(self, delivery: CallbackDelivery, threads: int = 8, poll_s: float = 0.2) -> None:
+        self.delivery = delivery
+        self.threads = threads
+        self.poll_s = poll_s
+        self._stopping = threading.Event()
+
+    def stop(self, *_: Any) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        running: set[Future[CallbackState]] = set()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="callback") as pool:
+            while not self._stopping.is_set():
+                running = {f for f in running if not f.done()}
+                free = self.threads - len(running)
+                events: list[Event] = []
+                if free > 0:
+                    try:
+                        events = self.delivery.outbox.due(free)
+                    except Exception:
+                        log.exception("cannot read the outbox; retrying")
+                for event in events:
+                    running.add(pool.submit(self._deliver, event))
+                if not events:
+                    self._stopping.wait(self.poll_s)
+
+    def _deliver(self, event: Event) -> CallbackState:
+        try:
+            return self.delivery.deliver(event)
+        except Exception:
+            # The lease runs out and the event is claimed again.
+            log.exception("callback %s: delivery crashed", event.id)
+            return "pending"
+
+
+def build_worker(settings: Settings) -> CallbacksWorker:
+    store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    # Longer than one POST can take, so a live worker never loses its lease mid-attempt.
+    outbox = Outbox(store.redis, lease_s=settings.callback_timeout_s * 2 + 10)
+    delivery = CallbackDelivery(
+        settings,
+        store,
+        outbox,
+        TenantDirectory.from_settings(settings),
+        CallbackGuard.from_settings(settings),
+    )
+    return CallbacksWorker(delivery)
+
+
+def main(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; in-flight deliveries finish (each is bounded by the timeout)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = build_worker(settings)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("callbacks worker ready.")
+    worker.run()
+    log.info("callbacks worker stopped.")
+    return 0
