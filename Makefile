@@ -11,13 +11,18 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults lint install redis-server chromium clean
+.PHONY: up test test-faults bench lint install redis-server chromium clean
 
 up: install redis-server
 	$(BIN)/ttsfleet up
 
 test: install redis-server chromium lint
 	$(BIN)/pytest
+
+# Batching gain, queue tax and latency on this machine; writes bench/out/bench.{json,png}.
+bench: install redis-server
+	$(PIP) install -e '.[bench]'
+	$(BIN)/python -m bench.run
 
 test-faults: install redis-server
 	$(BIN)/pytest -m slow
