@@ -57,9 +57,13 @@ def batching_fleet(
     api = ApiServer(vits_settings)
     api.start()
     log = tmp_path_factory.mktemp("batching-log") / "worker.log"
-    worker = WorkerProcess(vits_settings, log, concurrency=0)
+    ready_file = log.parent / "ready"
+    worker = WorkerProcess(
+        vits_settings, log, concurrency=0, extra=["--ready-file", str(ready_file)]
+    )
     try:
         worker.wait_ready()
+        assert ready_file.is_file()  # what a readiness probe tests for
         yield api, worker
     finally:
         worker.stop()

@@ -112,3 +112,19 @@ def test_engine_returning_wrong_count_fails_items_not_silently(count: int) -> No
     batch = items(*["x"] * count)
     run_group(Short(), batch)
     assert all(item.future.exception() is not None for item in batch)
+
+
+def test_autotune_caps_the_batch_at_the_knee(caplog: pytest.LogCaptureFixture) -> None:
+    """An engine whose throughput stops growing past 4 items: the knee is 4."""
+    from worker.batcher import find_knee
+
+    class Saturating(RecordingEngine):
+        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+            import time
+
+            time.sleep(0.002 * max(len(batch), 4))  # fixed cost up to 4, linear after
+            return super().synthesize(batch)
+
+    caplog.set_level("INFO")
+    assert find_knee(Saturating(), max_size=16, repeats=2, share=0.8) == 4
+    assert "batch size autotune" in caplog.text and "16:" in caplog.text
