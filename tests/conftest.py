@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,32 @@ def s3_server() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+def fleet_settings(redis_server: RedisServer, tmp: Path, db: int = 0, **overrides: Any) -> Settings:
+    """Settings of a test fleet: the session's Redis (database `db`: fleets that must not
+    take each other's jobs use different ones), a file store under `tmp`, the test keys."""
+    values: dict[str, Any] = {
+        "redis_url": redis_server.url.rsplit("/", 1)[0] + f"/{db}",
+        "storage_url": "file://" + str(tmp / "audio"),
+        "api_keys": ",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
+        "home": tmp / "home",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextmanager
+def serving(
+    settings: Settings, log: Path, **worker_options: Any
+) -> Iterator[tuple[ApiServer, WorkerProcess]]:
+    """The API (with its dispatcher) and one real worker process, stopped together."""
+    api = ApiServer(settings)
+    api.start()
+    worker = WorkerProcess(settings, log, **worker_options)
+    try:
+        worker.wait_ready()
+        yield api, worker
+    finally:
+        worker.stop()
+        api.stop()

@@ -17,11 +17,11 @@ import pytest
 
 from tasks.settings import Settings
 from tests.conftest import (
-    API_KEYS,
     ROOT,
     ApiServer,
     RedisServer,
     WorkerProcess,
+    fleet_settings,
     free_port,
     settings_env,
     wait_until,
@@ -63,12 +63,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("flower")
-    settings = Settings(
-        redis_url=redis_server.url,
-        storage_url="file://" + str(tmp / "audio"),
-        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
-        home=tmp / "home",
-    )
+    settings = fleet_settings(redis_server, tmp)
     port = free_port()
     flower = start_flower(settings, port, tmp / "flower.log")
     api = ApiServer(settings)

@@ -17,7 +17,15 @@ import soundfile
 
 from bench.vits import build_random_vits
 from tasks.settings import ModelSpec, Settings, VoiceSpec
-from tests.conftest import API_KEYS, ROOT, ApiServer, RedisServer, WorkerProcess, settings_env
+from tests.conftest import (
+    ROOT,
+    ApiServer,
+    RedisServer,
+    WorkerProcess,
+    fleet_settings,
+    serving,
+    settings_env,
+)
 from tests.integration.test_pipeline import wait_terminal
 
 MODEL = "tiny-vits"
@@ -28,11 +36,10 @@ VOICE = "tiny"
 def vits_settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     tmp = tmp_path_factory.mktemp("batching")
     checkpoint = build_random_vits(tmp / "checkpoint")
-    return Settings(
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/2",
-        storage_url="file://" + str(tmp / "audio"),
-        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
-        home=tmp / "home",
+    return fleet_settings(
+        redis_server,
+        tmp,
+        db=2,
         models={
             MODEL: ModelSpec(
                 engine="transformers",
@@ -54,20 +61,12 @@ def vits_settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFa
 def batching_fleet(
     vits_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ApiServer, WorkerProcess]]:
-    api = ApiServer(vits_settings)
-    api.start()
     log = tmp_path_factory.mktemp("batching-log") / "worker.log"
     ready_file = log.parent / "ready"
-    worker = WorkerProcess(
-        vits_settings, log, concurrency=0, extra=["--ready-file", str(ready_file)]
-    )
-    try:
-        worker.wait_ready()
+    options = {"concurrency": 0, "extra": ["--ready-file", str(ready_file)]}
+    with serving(vits_settings, log, **options) as (api, worker):
         assert ready_file.is_file()  # what a readiness probe tests for
         yield api, worker
-    finally:
-        worker.stop()
-        api.stop()
 
 
 def batch_sizes(log: Path) -> list[int]:

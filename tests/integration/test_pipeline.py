@@ -16,8 +16,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from tasks.settings import Settings
-from tests.conftest import API_KEYS, ROOT, ApiServer, RedisServer, WorkerProcess, wait_until
+from tests.conftest import (
+    API_KEYS,
+    ROOT,
+    ApiServer,
+    RedisServer,
+    fleet_settings,
+    serving,
+    wait_until,
+)
 
 SENTENCE = "The meeting has been moved to half past three in the small conference room."
 SOUNDFILE_FORMAT = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
@@ -49,22 +56,9 @@ def fleet(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
     """API and one worker process sharing a file store, for the whole module."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    settings = Settings(
-        redis_url=redis_server.url,
-        storage_url="file://" + str(tmp / "audio"),
-        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
-        home=tmp / "home",
-    )
-    api = ApiServer(settings)
-    api.start()
-    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1)
-    try:
-        worker.wait_ready()
+    settings = fleet_settings(redis_server, tmp_path_factory.mktemp("pipeline"))
+    with serving(settings, settings.home.parent / "worker.log", concurrency=1) as (api, _):
         yield api
-    finally:
-        worker.stop()
-        api.stop()
 
 
 @pytest.mark.parametrize(
@@ -133,23 +127,12 @@ def s3_fleet(
     tmp = tmp_path_factory.mktemp("pipeline-s3")
     bucket = "ttsfleet-audio"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
-    settings = Settings(
-        # Its own database: the file-storage worker of this module must not take its jobs.
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/1",
-        storage_url=f"s3://{bucket}/tts",
-        s3_endpoint_url=s3_server,
-        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
-        home=tmp / "home",
+    # Its own database: the file-storage worker of this module must not take its jobs.
+    settings = fleet_settings(
+        redis_server, tmp, db=1, storage_url=f"s3://{bucket}/tts", s3_endpoint_url=s3_server
     )
-    api = ApiServer(settings)
-    api.start()
-    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1)
-    try:
-        worker.wait_ready()
+    with serving(settings, tmp / "worker.log", concurrency=1) as (api, _):
         yield api, bucket
-    finally:
-        worker.stop()
-        api.stop()
 
 
 def test_s3_storage_holds_the_object_and_audio_redirects_to_it(

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tasks.settings import Settings
-from tests.conftest import API_KEYS, TEST_OUTPUT, ApiServer, RedisServer, WorkerProcess
+from tests.conftest import API_KEYS, TEST_OUTPUT, ApiServer, RedisServer, fleet_settings, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 # This box has no internet: without these chromium floods refused connections to Google.
@@ -33,22 +32,9 @@ def fleet(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
     """API and one worker process sharing a file store, for the whole module."""
-    tmp = tmp_path_factory.mktemp("playground")
-    settings = Settings(
-        redis_url=redis_server.url,
-        storage_url="file://" + str(tmp / "audio"),
-        api_keys=",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
-        home=tmp / "home",
-    )
-    api = ApiServer(settings)
-    api.start()
-    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1)
-    try:
-        worker.wait_ready()
+    settings = fleet_settings(redis_server, tmp_path_factory.mktemp("playground"))
+    with serving(settings, settings.home.parent / "worker.log", concurrency=1) as (api, _):
         yield api
-    finally:
-        worker.stop()
-        api.stop()
 
 
 @pytest.fixture(scope="module")
