@@ -85,6 +85,13 @@ def create_app(
             body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(body.pop("$defs", {}))
+            # The voices this deployment serves, so clients (and fuzzers) see the real choice.
+            voices = [v for spec in settings.models.values() for v in spec.voices]
+            body["properties"]["voice"] = {
+                "anyOf": [{"type": "string", "enum": voices}, {"type": "null"}],
+                "default": None,
+                "description": f"default: {settings.default_voice}",
+            }
             components["JobRequest"] = body
             schema["components"]["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"}
