@@ -35,6 +35,9 @@ class Outcome:
 
     status: JobStatus | None
     retry_in: float | None = None
+    # For the worker's metrics (worker.metrics.record_outcome).
+    voice: str = ""
+    code: str | None = None
 
 
 def audio_url(job_id: str) -> str:
@@ -72,7 +75,7 @@ class JobRunner:
             audio = self._produce(job)
         except PermanentError as exc:
             self.store.fail(job_id, ErrorInfo(code=exc.code, message=exc.message))
-            return Outcome(status=JobStatus.FAILED)
+            return Outcome(status=JobStatus.FAILED, voice=job.voice, code=exc.code)
         except Exception as exc:
             error = (
                 exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
@@ -81,14 +84,14 @@ class JobRunner:
             if claim.attempts < self.max_attempts and self.store.requeue(job_id).applied:
                 return Outcome(status=JobStatus.QUEUED, retry_in=float(2 ** (claim.attempts - 1)))
             self.store.fail(job_id, ErrorInfo(code=error.code, message=error.message))
-            return Outcome(status=JobStatus.FAILED)
+            return Outcome(status=JobStatus.FAILED, voice=job.voice, code=error.code)
         result = self.store.succeed(job_id, audio)
         if not result.applied:
             # Canceled while it ran: a canceled job exposes no audio.
             if result.previous is JobStatus.CANCELED:
                 self.storage.delete(job.storage_key)
-            return Outcome(status=result.previous)
-        return Outcome(status=JobStatus.SUCCEEDED)
+            return Outcome(status=result.previous, voice=job.voice)
+        return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
 
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:
