@@ -6,6 +6,8 @@ worker out while a job submitted afterwards waits for the next one."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -194,6 +196,32 @@ def test_fleet_json_lists_the_worker_and_its_queue(
     screen = fleet_cli(api.settings)
     assert screen.returncode == 0 and node in screen.stdout and QUEUE in screen.stdout
     client.close()
+
+
+def test_counters_outlive_a_killed_prefork_child(
+    ops_fleet: tuple[ApiServer, WorkerProcess, str],
+) -> None:
+    """The child that ran the jobs dies; its samples stay in the worker's directory and the
+    scrape still adds them up, and its replacement's jobs add to them."""
+    api, worker, worker_metrics = ops_fleet
+    finished = "ttsfleet_jobs_finished_total"
+    before = value(scrape(worker_metrics), finished, model=MODEL)
+    assert before > 0  # the earlier tests of this module ran jobs here
+    (child,) = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
+    loaded = worker.log.read_text().count("loaded on")
+    os.kill(int(child), signal.SIGKILL)
+    wait_until(lambda: worker.log.read_text().count("loaded on") > loaded, timeout=60)
+    assert value(scrape(worker_metrics), finished, model=MODEL) == before
+    with api.client() as http:
+        job = http.post("/v1/jobs", json={"text": SENTENCE}).json()
+        dispatcher = DispatcherThread(api.settings)
+        dispatcher.start()
+        try:
+            assert wait_terminal(http, job["id"])["status"] == "succeeded"
+        finally:
+            dispatcher.stop()
+    # (Plus the job the fleet test left pending, which this dispatcher also moves.)
+    assert value(scrape(worker_metrics), finished, model=MODEL) >= before + 1
 
 
 def test_drain_stops_the_worker_and_a_later_job_waits_for_the_next_one(
