@@ -48,6 +48,7 @@ class WorkerView:
     in_flight: int
     recycles: int
     last_beat_s: float  # seconds since its last heartbeat
+    draining: bool  # `fleet drain` told it to stop consuming
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def read_workers(client: redis.Redis, now: float | None = None) -> list[WorkerVi
                 in_flight=int(fields.get("in_flight", 0)),
                 recycles=int(fields.get("recycles", 0)),
                 last_beat_s=max(0.0, now - float(fields.get("beat", now))),
+                draining=fields.get("draining") == "1",
             )
         )
     if gone:
@@ -152,11 +154,12 @@ def snapshot(
 
 def render(view: dict[str, Any]) -> Group:
     queues = Table(title="queues", title_justify="left")
-    for column in ("queue", "pending", "queued", "oldest", "in flight"):
+    for column in ("queue", "waiting", "pending", "queued", "oldest", "in flight"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
     for q in view["queues"]:
         queues.add_row(
             q["queue"],
+            str(q["depth"]),
             str(q["pending"]),
             str(q["queued"]),
             _age(q["oldest_age_s"]),
@@ -167,7 +170,7 @@ def render(view: dict[str, Any]) -> Group:
         workers.add_column(column, justify="left" if column in ("node", "model") else "right")
     for w in view["workers"]:
         workers.add_row(
-            w["node"],
+            w["node"] + (" (draining)" if w["draining"] else ""),
             w["model"],
             w["device"],
             f"{w['jobs_per_s']:.2f}",
@@ -177,8 +180,8 @@ def render(view: dict[str, Any]) -> Group:
         )
     if not view["workers"]:
         workers.add_row("(no worker has a heartbeat)", "", "", "", "", "", "")
-    models = Table(title="drain the backlog", title_justify="left")
-    for column in ("model", "backlog", "workers", "jobs/s per worker", "workers needed"):
+    models = Table(title="workers to clear the backlog", title_justify="left")
+    for column in ("model", "backlog", "workers", "jobs/s per worker", "needed"):
         models.add_column(column, justify="left" if column == "model" else "right")
     for p in view["models"]:
         rate = p["jobs_per_s_per_worker"]
@@ -188,7 +191,7 @@ def render(view: dict[str, Any]) -> Group:
             str(p["backlog"]),
             str(p["workers"]),
             "-" if rate is None else f"{rate:.2f}",
-            ("?" if needed is None else str(needed)) + f" in {_age(p['drain_s'])}",
+            ("?" if needed is None else str(needed)) + f" for {_age(p['drain_s'])}",
         )
     return Group(queues, workers, models)
 
@@ -213,6 +216,7 @@ def drain(
     replies = celery.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
     if not replies:
         raise DrainError(f"{node} did not answer cancel_consumer")
+    client.hset(keys.worker_key(node), "draining", 1)
     say(f"{node}: no longer consuming {queue}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

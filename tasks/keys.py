@@ -96,8 +96,9 @@ def cache_lease_key(digest: str) -> str:
 
 
 # Hash per worker node (node, model, device, queue, pid, started, beat, jobs_done, jobs_per_s,
-# in_flight, recycles), written every few seconds by the worker with a TTL of three beats,
-# so `ttsfleet fleet` sees live workers without a broadcast and a dead one drops out.
+# in_flight, recycles; draining once `ttsfleet fleet drain` ran), written every few seconds
+# by the worker with a TTL of three beats, so `ttsfleet fleet` sees live workers without a
+# broadcast and a dead one drops out.
 WORKER = PREFIX + ":worker:{node}"
 
 # Sorted set of worker nodes scored by their last beat (unix s): the index of WORKER hashes.

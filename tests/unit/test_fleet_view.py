@@ -8,7 +8,7 @@ from client.fleet_view import WorkerView, parse_duration, plan
 
 
 def worker(model: str, rate: float) -> WorkerView:
-    return WorkerView("n@h", model, "cpu", f"synth.{model}", 1, 0.0, 0, rate, 0, 0, 0.0)
+    return WorkerView("n@h", model, "cpu", f"synth.{model}", 1, 0.0, 0, rate, 0, 0, 0.0, False)
 
 
 def test_parse_duration() -> None:
