@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tasks.errors import EngineError, FleetError, PermanentError, StorageError
+from tasks.errors import (
+    DeadlineExceeded,
+    EngineError,
+    FleetError,
+    PermanentError,
+    StorageError,
+    WorkerLost,
+)
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
 from tasks.storage import Storage
 from tasks.store import Claim, JobStore
@@ -38,6 +45,9 @@ class Outcome:
     # For the worker's metrics (worker.metrics.record_outcome).
     voice: str = ""
     code: str | None = None
+
+
+_CLAIM_FAILURES = {Claim.EXHAUSTED: WorkerLost.code, Claim.EXPIRED: DeadlineExceeded.code}
 
 
 def audio_url(job_id: str) -> str:
@@ -67,7 +77,9 @@ class JobRunner:
         claim = self.store.claim(job_id, self.max_attempts)
         if claim.verdict is not Claim.RUN:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
-            return Outcome(status=None)
+            # The claim itself failed a job past its attempts or its deadline: count that end.
+            code = _CLAIM_FAILURES.get(claim.verdict)
+            return Outcome(status=JobStatus.FAILED if code else None, code=code)
         job = self.store.get(job_id)
         if job is None:
             return Outcome(status=None)
