@@ -24,7 +24,7 @@ def synthesize(self: Any, message: object) -> str | None:
         return None
     with logs.bound(job_id=job.job_id, tenant=job.tenant):
         outcome = startup.runner().run(job.job_id)
-        log.info("job %s ended: %s", job.job_id, outcome.status or "not run")
+        log.info("job %s: %s", job.job_id, outcome.status or "not run")
     metrics.record_outcome(outcome)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)

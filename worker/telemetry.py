@@ -23,6 +23,8 @@ from worker import heartbeat
 def install(settings: Settings, node: str, queue: str, pool: str, concurrency: int) -> None:
     port = settings.worker_metrics_port
     heartbeat.configure(node, settings.redis_url)
+    # Now, for what Celery says before it sets logging up (its root-user warning).
+    logs.configure(settings.log_format, "INFO", {"worker": node})
     stop = threading.Event()
     beats: list[heartbeat.Heartbeat] = []
 

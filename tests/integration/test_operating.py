@@ -169,8 +169,10 @@ def test_worker_logs_json_lines_that_name_the_job(
         lines = [json.loads(line) for line in text if line.startswith("{")]
         return [line for line in lines if line.get("job_id") == job["id"]]
 
-    # The job's lines include Celery's "received" and our "ended".
-    mine = wait_until(lambda: [x for x in job_lines() if "ended" in x["message"]] and job_lines())
+    # The job's lines include Celery's "received" and "succeeded" and the task's own.
+    done = f"job {job['id']}: succeeded"
+    mine = wait_until(lambda: [x for x in job_lines() if x["message"] == done] and job_lines())
+    assert any("received" in line["message"] for line in mine)
     assert all(line["tenant"] == "acme" for line in mine if "tenant" in line)
     assert any(line.get("tenant") == "acme" and line["level"] == "INFO" for line in mine)
     assert all(line["worker"].startswith("piper-joe-cpu@") for line in mine)
