@@ -45,7 +45,8 @@ def current() -> dict[str, Any]:
 
 def batch_fields(contexts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Fields for the lines of one batch: a fresh `batch_id` and the ids of its jobs."""
-    job_ids = [c["job_id"] for c in contexts if "job_id" in c]
+    # A long text's pieces are several items of one job: name it once.
+    job_ids = list(dict.fromkeys(c["job_id"] for c in contexts if "job_id" in c))
     fields: dict[str, Any] = {"batch_id": uuid.uuid4().hex[:12], "job_ids": job_ids}
     if len(job_ids) == 1:
         fields["job_id"] = job_ids[0]

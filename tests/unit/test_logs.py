@@ -87,3 +87,8 @@ def test_batcher_lines_carry_the_batch_id_and_the_jobs_of_the_batch(captured: Ca
     assert engine_lines and all(line["batch_id"] for line in engine_lines)
     assert sorted(j for line in engine_lines for j in line["job_ids"]) == ["J0", "J1"]  # type: ignore[union-attr]
     assert all(line["tenant"] == "acme" for line in engine_lines)
+
+
+def test_a_batch_of_one_jobs_pieces_names_that_job_once() -> None:
+    fields = logs.batch_fields([{"job_id": "J1", "tenant": "t"}] * 3)
+    assert (fields["job_ids"], fields["job_id"], fields["tenant"]) == (["J1"], "J1", "t")
