@@ -33,12 +33,14 @@ def install(settings: Settings, node: str, queue: str, pool: str, concurrency: i
         # Connected, this replaces Celery's own set-up (in the main process and each child).
         logs.configure(settings.log_format, loglevel or "INFO", {"worker": node})
 
+    if port is not None:
+        from worker import metrics
+
+        # Here rather than once ready: a port already taken stops the worker at start.
+        metrics.serve(port, queue)
+
     @signals.worker_ready.connect(weak=False)
     def _start(**_: Any) -> None:
-        if port is not None:
-            from worker import metrics
-
-            metrics.serve(port, queue)
         client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=5, socket_connect_timeout=2
         )
