@@ -125,6 +125,14 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    from client.client import read_env_file
+
+    # Next to `make up`, its Redis (on a free port) is named in `.ttsfleet/env`; before
+    # anything reads the settings (importing tasks.app does).
+    saved = read_env_file(Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet")) / "env")
+    if "TTSFLEET_REDIS_URL" not in os.environ and "TTSFLEET_REDIS_URL" in saved:
+        os.environ["TTSFLEET_REDIS_URL"] = saved["TTSFLEET_REDIS_URL"]
+
     from client import fleet_view
     from tasks.settings import get_settings
 
