@@ -107,8 +107,10 @@ def count_recycle() -> None:
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hincrby(keys.worker_key(_node), "recycles", 1)
-        pipe.expire(keys.worker_key(_node), 60)
-        pipe.execute()
+        pipe.ttl(keys.worker_key(_node))
+        _, ttl = pipe.execute()
+        if ttl == -1:  # the hash had expired: this made a new one, which must expire too
+            client.expire(keys.worker_key(_node), 60)
     except redis.RedisError as exc:
         log.warning("could not count a recycle: %s", exc)
     finally:

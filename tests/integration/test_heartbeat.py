@@ -3,9 +3,11 @@ TTL, and that `ttsfleet fleet` reads it and forgets expired workers."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from client.fleet_view import read_workers
+from worker import heartbeat, metrics
 from worker.heartbeat import Heartbeat
 
 
@@ -33,3 +35,17 @@ def test_heartbeat_reports_jobs_per_second_and_fleet_reads_it(redis_client: redi
     redis_client.delete("ttsfleet:worker:m-cpu@h")  # as if its TTL ran out
     assert read_workers(redis_client) == []
     assert redis_client.zcard("ttsfleet:workers") == 0
+
+
+def test_a_recycle_counts_on_the_nodes_hash(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = redis_client.connection_pool.connection_kwargs
+    monkeypatch.setattr(heartbeat, "_node", "m-cpu@h")
+    monkeypatch.setattr(heartbeat, "_redis_url", f"redis://{url['host']}:{url['port']}/0")
+    redis_client.hset("ttsfleet:worker:m-cpu@h", "model", "m")
+    redis_client.expire("ttsfleet:worker:m-cpu@h", 15)
+    metrics.record_recycle("max_jobs")
+    metrics.record_recycle("max_jobs")
+    assert redis_client.hget("ttsfleet:worker:m-cpu@h", "recycles") == "2"
+    assert 0 < redis_client.ttl("ttsfleet:worker:m-cpu@h") <= 15
