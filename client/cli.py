@@ -62,12 +62,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker import telemetry
     from worker.device import check_device
     from worker.engines import Batching, build_engine
+    from worker.metric_files import prepare as prepare_metric_files
 
     settings = get_settings()
-    if settings.worker_metrics_port is not None:
-        from worker.metric_files import prepare
-
-        prepare(settings.home)  # before anything imports prometheus_client
+    # Before anything imports prometheus_client.
+    prepare_metric_files(settings.home, serving=settings.worker_metrics_port is not None)
     model = settings.serving_model()
     if model not in settings.models:
         raise SystemExit(

@@ -236,14 +236,16 @@ def test_drain_stops_the_worker_and_a_later_job_waits_for_the_next_one(
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     client.flushdb()
     api = start_api(settings)
-    first = start_worker(settings)
+    first = start_worker(settings, extra=["--metrics-port", str(free_port())])
     node = heartbeat_node(client)
+    assert len(list(settings.home.glob("prometheus-worker-*"))) == 1
 
     result = fleet_cli(settings, "drain", node)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no longer consuming" in result.stdout
     assert first.proc.wait(60) == 0
     assert not client.exists(f"ttsfleet:worker:{node}")
+    assert not list(settings.home.glob("prometheus-worker-*"))  # removed at exit
 
     with api.client() as http:
         job = http.post("/v1/jobs", json={"text": SENTENCE}).json()
