@@ -102,6 +102,27 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+def dict_config(log_format: str, level: str | int = "INFO") -> dict[str, Any]:
+    """What `configure` sets up, as a `logging.config.dictConfig` dict: uvicorn applies it
+    in each API process it spawns."""
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"()": f"{__name__}.{formatter.__name__}"}},
+        "filters": {"fields": {"()": f"{__name__}.ContextFilter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "line",
+                "filters": ["fields"],
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+    }
+
+
 def configure(
     log_format: str, level: str | int = "INFO", static: Mapping[str, Any] | None = None
 ) -> None:

@@ -1,5 +1,6 @@
 """Operating the fleet through real parts: the worker's and the API's Prometheus endpoints
-move as jobs run through a real worker, the worker logs JSON lines that name the job,
+move as jobs run through a real worker, the worker (and the API) log JSON lines that name
+the job,
 `ttsfleet fleet --json` lists the worker and its queue, and `ttsfleet fleet drain` takes a
 worker out while a job submitted afterwards waits for the next one."""
 
@@ -255,3 +256,25 @@ def test_drain_stops_the_worker_and_a_later_job_waits_for_the_next_one(
         start_worker(settings)
         assert wait_terminal(http, job["id"])["status"] == "succeeded"
     client.close()
+
+
+def test_api_processes_log_json_lines(redis_server: RedisServer, tmp_path: Path) -> None:
+    """`ttsfleet api --workers 2` with JSON logs: uvicorn's lines from both spawned processes
+    come out as JSON objects."""
+    settings = ops_settings(redis_server, tmp_path, db=5)
+    port = free_port()
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "client.cli", "api", "--port", str(port), "--workers", "2"],
+            cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200)
+        wait_until(lambda: log.read_text().count("Application startup complete") == 2)
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert len({line["pid"] for line in lines if "startup complete" in line["message"]}) == 2
+    assert all(line["level"] and line["logger"].startswith("uvicorn") for line in lines)
