@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-FIELDS = ("job_id", "tenant", "worker", "batch_id", "job_ids")
-
 _NONE: Mapping[str, Any] = MappingProxyType({})
 _context: ContextVar[Mapping[str, Any]] = ContextVar("ttsfleet_log_context", default=_NONE)
 
