@@ -25,9 +25,7 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tasks import keys
-from tasks.app import PRIORITY_STEPS
-from tasks.dispatcher import pending_jobs
+from tasks.backlog import read_backlog
 
 REQUESTS = Counter(
     "ttsfleet_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -44,46 +42,38 @@ JOBS_SUBMITTED = Counter(
 JOBS_CANCELED = Counter("ttsfleet_jobs_canceled_total", "Jobs canceled through the API", ["tenant"])
 
 
-def queue_names(queue: str) -> list[str]:
-    """The Redis lists kombu keeps for one queue, one per priority step."""
-    return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
-
-
 class QueueDepthCollector(Collector):
-    """Reads queue lengths from Redis at scrape time, so every API process reports the same."""
+    """Reads the backlog from Redis at scrape time, so every API process reports the same."""
 
     def __init__(self, client: redis.Redis, models: list[str]) -> None:
         self._redis = client
-        self._queues = [keys.synth_queue(m) for m in models]
         self._models = models
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            "ttsfleet_queue_depth", "Messages waiting in a model's queue", labels=["queue"]
-        )
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for queue in self._queues:
-                for name in queue_names(queue):
-                    pipe.llen(name)
-            lengths = pipe.execute()
+            backlogs = [read_backlog(self._redis, model) for model in self._models]
         except redis.RedisError:
             return
-        steps = len(PRIORITY_STEPS)
-        for i, queue in enumerate(self._queues):
-            gauge.add_metric([queue], float(sum(lengths[i * steps : (i + 1) * steps])))
-        yield gauge
+        depth = GaugeMetricFamily(
+            "ttsfleet_queue_depth", "Messages waiting in a model's queue", labels=["queue"]
+        )
         pending = GaugeMetricFamily(
             "ttsfleet_pending_jobs",
             "Jobs waiting for the dispatcher, per model (the backlog; the queue is kept shallow)",
             labels=["model"],
         )
-        try:
-            for model in self._models:
-                pending.add_metric([model], float(pending_jobs(self._redis, model)))
-        except redis.RedisError:
-            return
+        oldest = GaugeMetricFamily(
+            "ttsfleet_queue_oldest_age_seconds",
+            "Age of the oldest job waiting for a model, pending or queued (0 when none waits)",
+            labels=["queue"],
+        )
+        for backlog in backlogs:
+            depth.add_metric([backlog.queue], float(backlog.queued))
+            pending.add_metric([backlog.model], float(backlog.pending))
+            oldest.add_metric([backlog.queue], backlog.oldest_age_s or 0.0)
+        yield depth
         yield pending
+        yield oldest
 
 
 def scrape(queue_depth: Collector) -> Response:

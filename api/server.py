@@ -36,8 +36,14 @@ def serve(settings: Settings, host: str, port: int, workers: int, log_level: str
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
     from uvicorn.supervisors import Multiprocess
 
+    from tasks.logs import dict_config
+
+    # uvicorn's own format unless JSON is asked for (its loggers then reach our handler).
+    json_logs = settings.log_format == "json"
+    log_config = dict_config("json", log_level.upper()) if json_logs else LOGGING_CONFIG
     config = uvicorn.Config(
         "api.app:app_from_env",
         factory=True,
@@ -45,6 +51,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, log_level: str
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=10,
     )

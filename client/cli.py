@@ -1,5 +1,5 @@
-"""`ttsfleet`: run the fleet (`up`, `api`, `worker`, `dispatcher`) and use it (`say`,
-`batch`, `status`).
+"""`ttsfleet`: run the fleet (`up`, `api`, `worker`, `dispatcher`), watch it (`fleet`) and
+use it (`say`, `batch`, `status`).
 
 Nothing from `tasks` is imported at module level: settings are read once, on first
 import, and `worker` must set the device and model variables before that happens.
@@ -59,14 +59,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["TTSFLEET_WORKER_MODEL"] = args.model
     if args.ready_file:
         os.environ["TTSFLEET_WORKER_READY_FILE"] = str(Path(args.ready_file).resolve())
+    if args.metrics_port is not None:
+        os.environ["TTSFLEET_WORKER_METRICS_PORT"] = str(args.metrics_port)
+
+    from celery.utils.nodenames import host_format
 
     from tasks import keys
     from tasks.app import app
     from tasks.settings import get_settings
+    from worker import telemetry
     from worker.device import check_device
     from worker.engines import Batching, build_engine
+    from worker.metric_files import prepare as prepare_metric_files
 
     settings = get_settings()
+    # Before anything imports prometheus_client.
+    prepare_metric_files(settings.home, serving=settings.worker_metrics_port is not None)
     model = settings.serving_model()
     if model not in settings.models:
         raise SystemExit(
@@ -84,11 +92,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
             pool = "prefork"
             concurrency = concurrency or (os.cpu_count() or 1 if device == "cpu" else 1)
     concurrency = concurrency or 1
-    node = f"{model}-{device.replace(':', '')}@%h"
+    node = host_format(f"{model}-{device.replace(':', '')}@%h")
+    telemetry.install(settings, node, keys.synth_queue(model), pool, concurrency)
     app.conf.worker_proc_alive_timeout = 120  # children load a model before they report in
+    # A JSON log has no room for Celery's banner.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     app.worker_main(
         [
-            "worker", "-Q", keys.synth_queue(model), "-n", node, "-c", str(concurrency),
+            *quiet, "worker", "-Q", keys.synth_queue(model), "-n", node, "-c", str(concurrency),
             "-P", pool, "-l", args.loglevel, "-E", "--without-gossip", "--without-mingle",
         ]
     )  # fmt: skip
@@ -100,16 +111,67 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from tasks import logs
     from tasks.app import app
     from tasks.dispatcher import Dispatcher
     from tasks.settings import get_settings
 
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(get_settings().log_format, args.loglevel)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logging.getLogger(__name__).info("dispatcher running")
     Dispatcher.from_settings(get_settings(), app).run(stop)
+    return 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    import time
+
+    import redis
+    from rich.console import Console
+    from rich.live import Live
+
+    from client.client import read_env_file
+
+    # Next to `make up`, its Redis (on a free port) is named in `.ttsfleet/env`; before
+    # anything reads the settings (importing tasks.app does).
+    saved = read_env_file(Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet")) / "env")
+    if "TTSFLEET_REDIS_URL" not in os.environ and "TTSFLEET_REDIS_URL" in saved:
+        os.environ["TTSFLEET_REDIS_URL"] = saved["TTSFLEET_REDIS_URL"]
+
+    from client import fleet_view
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+    if args.action == "drain":
+        from tasks.app import app
+
+        try:
+            fleet_view.drain(app, client, args.node, timeout_s=args.timeout)
+        except fleet_view.DrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    drain_s = fleet_view.parse_duration(args.drain)
+
+    def view() -> dict[str, Any]:
+        return fleet_view.snapshot(client, list(settings.models), drain_s)
+
+    if args.json:
+        print(json.dumps(view(), indent=2))
+        return 0
+    if not args.watch:
+        Console().print(fleet_view.render(view()))
+        return 0
+    with Live(fleet_view.render(view()), auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(args.interval)
+                live.update(fleet_view.render(view()), refresh=True)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -193,6 +255,9 @@ def parser() -> argparse.ArgumentParser:
         help="auto: threads + batcher for padded-batch engines, prefork otherwise",
     )
     worker.add_argument("--ready-file", default=None, help="touched once the model is warm")
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument(
         "--callbacks",
@@ -230,6 +295,21 @@ def parser() -> argparse.ArgumentParser:
     batch.add_argument("--sample-rate", type=int, default=None)
     batch.add_argument("--priority", choices=["high", "normal", "low"], default=None)
     batch.set_defaults(func=cmd_batch)
+
+    fleet = sub.add_parser(
+        "fleet", help="queues, workers and the workers needed to drain the backlog (Redis)"
+    )
+    fleet.add_argument("--drain", default="10m", help="target time to clear the backlog")
+    fleet.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    fleet.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    fleet.add_argument("--json", action="store_true", help="print the view as JSON")
+    fleet.set_defaults(func=cmd_fleet, action=None)
+    fleet_actions = fleet.add_subparsers(dest="action")
+    drain = fleet_actions.add_parser(
+        "drain", help="stop NODE consuming, let its jobs in hand finish, then shut it down"
+    )
+    drain.add_argument("node", help="a node name from `ttsfleet fleet`")
+    drain.add_argument("--timeout", type=float, default=600.0)
 
     status = sub.add_parser("status", help="print a job as JSON")
     status.add_argument("job_id")

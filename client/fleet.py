@@ -186,7 +186,10 @@ def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> 
         wait_for(
             "the API", lambda: httpx.get(api_url + "/readyz", timeout=1).status_code == 200, 60
         )
-        (home / "env").write_text(f"TTSFLEET_API_URL={api_url}\nTTSFLEET_API_KEY={api_key}\n")
+        (home / "env").write_text(
+            f"TTSFLEET_API_URL={api_url}\nTTSFLEET_API_KEY={api_key}\n"
+            f"TTSFLEET_REDIS_URL={env['TTSFLEET_REDIS_URL']}\n"
+        )
         print(
             f"ttsfleet is up.\n"
             f"  API      {api_url}   (docs {api_url}/docs)\n"

@@ -49,6 +49,18 @@ def job_id_floor(ms: int) -> str:
     return "".join(reversed(chars))
 
 
+def job_id_ms(job_id: str) -> int | None:
+    """When a job was created (unix ms), read from its id's first 10 characters; None for an
+    id that is not a ULID."""
+    ms = 0
+    for char in job_id[:10].upper():
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            return None
+        ms = ms * 32 + digit
+    return ms if len(job_id) == 26 else None
+
+
 def utc_now() -> str:
     """RFC 3339 UTC with milliseconds, the format of every timestamp in a job."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -113,3 +113,17 @@ def callback_event_id(job_id: str, status: str) -> str:
     """The `webhook-id` of a job's terminal event: deterministic, so it is the same on
     every retry and a second terminal write cannot make a second event."""
     return f"msg_{job_id}_{status}"
+
+
+# Hash per worker node (node, model, device, queue, pid, started, beat, jobs_done, jobs_per_s,
+# in_flight, recycles; draining once `ttsfleet fleet drain` ran), written every few seconds
+# by the worker with a TTL of three beats, so `ttsfleet fleet` sees live workers without a
+# broadcast and a dead one drops out.
+WORKER = PREFIX + ":worker:{node}"
+
+# Sorted set of worker nodes scored by their last beat (unix s): the index of WORKER hashes.
+WORKERS = PREFIX + ":workers"
+
+
+def worker_key(node: str) -> str:
+    return WORKER.format(node=node)

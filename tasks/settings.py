@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     worker_device: str = "cpu"
     # Touched once the model is loaded and warm (a readiness probe can test for it).
     worker_ready_file: Path | None = None
+    # Serve this worker's Prometheus metrics on this port (`ttsfleet worker --metrics-port`);
+    # None: no endpoint. Prefork children share one multiprocess directory (worker.metrics).
+    worker_metrics_port: int | None = None
+    # How often a worker writes its heartbeat hash (node, model, rate) for `ttsfleet fleet`.
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # "json": one JSON object per log line with job_id, tenant, worker, batch_id (tasks.logs).
+    log_format: Literal["text", "json"] = "text"
     # Where `make up` keeps Redis data, audio, the env file and the dev tenant.
     home: Path = Path(".ttsfleet")
 

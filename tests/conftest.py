@@ -225,6 +225,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_BATCH_MAX_WAIT_MS=str(settings.batch_max_wait_ms),
         TTSFLEET_RESULT_CACHE=str(settings.result_cache).lower(),
         TTSFLEET_HOME=str(settings.home),
+        TTSFLEET_LOG_FORMAT=settings.log_format,
+        TTSFLEET_WORKER_HEARTBEAT_S=str(settings.worker_heartbeat_s),
         PYTHONUNBUFFERED="1",
     )
     if settings.s3_endpoint_url:

@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
+from tasks import logs
 from tasks.errors import FleetError, PermanentError
 from worker.engines import Audio, Engine, SynthesisRequest
 
@@ -30,6 +32,8 @@ class Item:
 
     request: SynthesisRequest
     future: Future[Audio] = field(default_factory=Future)
+    # The submitting thread's log fields: context variables do not cross to the batcher.
+    context: dict[str, Any] = field(default_factory=logs.current)
 
 
 def collect(
@@ -121,11 +125,12 @@ class Batcher:
             batch = collect(self._queue, self.max_size, self.max_wait_s)
             if not batch:
                 continue
-            started = time.perf_counter()
-            for items in group(batch):
-                run_group(self.engine, items)
-            if self._on_batch is not None:
-                self._on_batch(len(batch), time.perf_counter() - started)
+            with logs.bound(**logs.batch_fields([item.context for item in batch])):
+                started = time.perf_counter()
+                for items in group(batch):
+                    run_group(self.engine, items)
+                if self._on_batch is not None:
+                    self._on_batch(len(batch), time.perf_counter() - started)
 
 
 class DirectSynthesizer:

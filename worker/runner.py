@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tasks.errors import EngineError, FleetError, PermanentError, StorageError
+from tasks.errors import (
+    DeadlineExceeded,
+    EngineError,
+    FleetError,
+    PermanentError,
+    StorageError,
+    WorkerLost,
+)
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
 from tasks.storage import Storage
 from tasks.store import Claim, JobStore
@@ -35,6 +42,12 @@ class Outcome:
 
     status: JobStatus | None
     retry_in: float | None = None
+    # For the worker's metrics (worker.metrics.record_outcome).
+    voice: str = ""
+    code: str | None = None
+
+
+_CLAIM_FAILURES = {Claim.EXHAUSTED: WorkerLost.code, Claim.EXPIRED: DeadlineExceeded.code}
 
 
 def audio_url(job_id: str) -> str:
@@ -64,7 +77,9 @@ class JobRunner:
         claim = self.store.claim(job_id, self.max_attempts)
         if claim.verdict is not Claim.RUN:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
-            return Outcome(status=None)
+            # The claim itself failed a job past its attempts or its deadline: count that end.
+            code = _CLAIM_FAILURES.get(claim.verdict)
+            return Outcome(status=JobStatus.FAILED if code else None, code=code)
         job = self.store.get(job_id)
         if job is None:
             return Outcome(status=None)
@@ -72,7 +87,7 @@ class JobRunner:
             audio = self._produce(job)
         except PermanentError as exc:
             self.store.fail(job_id, ErrorInfo(code=exc.code, message=exc.message))
-            return Outcome(status=JobStatus.FAILED)
+            return Outcome(status=JobStatus.FAILED, voice=job.voice, code=exc.code)
         except Exception as exc:
             error = (
                 exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
@@ -81,14 +96,14 @@ class JobRunner:
             if claim.attempts < self.max_attempts and self.store.requeue(job_id).applied:
                 return Outcome(status=JobStatus.QUEUED, retry_in=float(2 ** (claim.attempts - 1)))
             self.store.fail(job_id, ErrorInfo(code=error.code, message=error.message))
-            return Outcome(status=JobStatus.FAILED)
+            return Outcome(status=JobStatus.FAILED, voice=job.voice, code=error.code)
         result = self.store.succeed(job_id, audio)
         if not result.applied:
             # Canceled while it ran: a canceled job exposes no audio.
             if result.previous is JobStatus.CANCELED:
                 self.storage.delete(job.storage_key)
-            return Outcome(status=result.previous)
-        return Outcome(status=JobStatus.SUCCEEDED)
+            return Outcome(status=result.previous, voice=job.voice)
+        return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
 
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:

@@ -17,6 +17,7 @@ from celery import signals
 from tasks.settings import Settings, get_settings
 from tasks.storage import storage_from_settings
 from tasks.store import JobStore
+from worker import metrics
 from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
@@ -41,6 +42,7 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
         "model %s (%s, %s) loaded on %s in pid %d",
         model, spec.engine, engine.version, settings.worker_device, os.getpid(),
     )  # fmt: skip
+    engine = metrics.measured(engine, model, settings.worker_device)
     synthesizer: Synthesizer
     if batched:
         max_size = settings.batch_max_size

@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import shared_task
 
-from tasks import keys
+from tasks import keys, logs
 from tasks.errors import InvalidJob
 from tasks.jobs import JobMessage
-from worker import startup
+from worker import metrics, startup
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ def synthesize(self: Any, message: object) -> str | None:
     except InvalidJob as exc:
         log.error("dropping message: %s", exc)
         return None
-    outcome = startup.runner().run(job.job_id)
+    with logs.bound(job_id=job.job_id, tenant=job.tenant):
+        outcome = startup.runner().run(job.job_id)
+        log.info("job %s: %s", job.job_id, outcome.status or "not run")
+    metrics.record_outcome(outcome)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status.value if outcome.status else None

@@ -121,6 +121,9 @@ def test_long_text_comes_back_as_one_file(batching_fleet: tuple[ApiServer, Worke
     assert info.format == "FLAC" and info.samplerate == 16000
     # Its four or five pieces went through the engine together.
     assert max(batch_sizes(worker.log)[before:]) >= 4
+    # The batcher thread's line names the batch and the job whose pieces it held.
+    lines = [line for line in worker.log.read_text().splitlines() if job["id"] in line]
+    assert any("batch of" in line and "batch_id=" in line for line in lines), lines
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,22 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         finally:
             receiver.stop()
 
+        # `ttsfleet fleet` finds the embedded Redis in .ttsfleet/env and sees the worker.
+        def fleet_workers() -> list[dict[str, object]]:
+            result = subprocess.run(
+                [sys.executable, "-m", "client.cli", "fleet", "--json"],
+                cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            workers: list[dict[str, object]] = json.loads(result.stdout)["workers"]
+            return workers
+
+        # The heartbeat counts both jobs (say, callback) once its next beat (every 5 s) is written.
+        (worker,) = wait_until(
+            lambda: [w for w in fleet_workers() if w["jobs_done"] == 2], timeout=30, interval=0.5
+        )
+        assert worker["model"] == "piper-joe" and worker["device"] == "cpu"
+
         tree = descendants(up.pid)
         assert len(tree) >= 6  # redis, api, worker (+ child), callbacks, flower
         up.send_signal(signal.SIGINT)

@@ -155,3 +155,16 @@ def test_unpronounceable_piece_is_left_out_of_a_long_text(
     JobRunner(store, storage, DirectSynthesizer(RejectsBang()), 3, piece_chars=15).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.SUCCEEDED
+
+
+def test_a_delivery_past_the_limit_ends_failed_worker_lost(
+    store: JobStore, storage: FileStorage
+) -> None:
+    """Deliveries that died mid-run used the attempts up; the outcome says so (for metrics)."""
+    job = make_job()
+    store.create(job)
+    for _ in range(2):
+        store.claim(job.id, 2)
+    engine = EngineOk()
+    outcome = JobRunner(store, storage, DirectSynthesizer(engine), 2).run(job.id)
+    assert (outcome.status, outcome.code, engine.calls) == (JobStatus.FAILED, "worker_lost", 0)

@@ -1,0 +1,85 @@
+"""What waits for each model: jobs in the fair pending lists, messages in the Celery lists,
+and how old the oldest of them is. Read by the API's `/metrics` and by `ttsfleet fleet`.
+
+Age comes from the job id (a ULID starts with its creation time), so it needs no extra
+timestamp anywhere: the oldest pending job of a tenant is the right end of its list
+(the API LPUSHes, the dispatcher RPOPs), and the oldest Celery message is the right end
+of each priority list (kombu LPUSHes, BRPOPs) whose task id is the job id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from tasks import keys
+from tasks.dispatcher import ORDER, broker_lists
+from tasks.jobs import job_id_ms
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """One model's waiting work."""
+
+    model: str
+    pending: int  # in the per-tenant lists, not yet given to Celery
+    queued: int  # in the Celery lists (all priorities), not yet taken by a worker
+    oldest_age_s: float | None  # the oldest job among both; None when nothing waits
+
+    @property
+    def queue(self) -> str:
+        return keys.synth_queue(self.model)
+
+    @property
+    def depth(self) -> int:
+        return self.pending + self.queued
+
+
+def message_job_id(raw: str | bytes) -> str | None:
+    """The task id (our job id) of a kombu message as the Redis transport stores it."""
+    try:
+        message = json.loads(raw)
+        headers = message.get("headers") or {}
+        value = headers.get("id") or (message.get("properties") or {}).get("correlation_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def read_backlog(client: redis.Redis, model: str, now: float | None = None) -> Backlog:
+    """Two pipelined round trips: the tenant rings, then every list's length and tail."""
+    now = time.time() if now is None else now
+    pipe = client.pipeline(transaction=False)
+    for priority in ORDER:
+        pipe.lrange(keys.pending_tenants_key(model, priority.value), 0, -1)
+    rings = pipe.execute()
+    pending_lists = [
+        keys.pending_key(model, p.value, _text(tenant))
+        for p, tenants in zip(ORDER, rings, strict=True)
+        for tenant in tenants
+    ]
+    celery_lists = broker_lists(model)
+    pipe = client.pipeline(transaction=False)
+    for name in pending_lists + celery_lists:
+        pipe.llen(name)
+        pipe.lindex(name, -1)
+    replies = pipe.execute()
+    counts = [int(n) for n in replies[0::2]]
+    tails = replies[1::2]
+    n_pending = len(pending_lists)
+    oldest_ids = [_text(t) for t in tails[:n_pending] if t is not None]
+    oldest_ids += [i for t in tails[n_pending:] if t is not None and (i := message_job_id(t))]
+    created = [ms for job_id in oldest_ids if (ms := job_id_ms(job_id)) is not None]
+    return Backlog(
+        model=model,
+        pending=sum(counts[:n_pending]),
+        queued=sum(counts[n_pending:]),
+        oldest_age_s=max(0.0, now - min(created) / 1000) if created else None,
+    )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
