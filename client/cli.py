@@ -90,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         else:
             # One single-thread engine per core measured best for the CPU voice (FINDINGS.md).
             pool = "prefork"
-            concurrency = concurrency or (os.cpu_count() or 1 if device == "cpu" else 1)
+            concurrency = concurrency or ((os.cpu_count() or 1) if device == "cpu" else 1)
     concurrency = concurrency or 1
     node = host_format(f"{model}-{device.replace(':', '')}@%h")
     telemetry.install(settings, node, keys.synth_queue(model), pool, concurrency)
