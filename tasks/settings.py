@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # The dispatcher keeps at most this many messages in a model's Celery queue: about twice
     # what its consumers prefetch, so a tenant's backlog waits in the fair pending lists.
     dispatch_queue_depth: int = 32
+    # A worker renews a lease per job it holds every third of this; the reconciler re-sends
+    # a dispatched job whose lease has lapsed and whose message is in no queue for this long.
+    job_lease_s: float = Field(default=10.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"

@@ -224,6 +224,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_BATCH_MAX_WAIT_MS=str(settings.batch_max_wait_ms),
         TTSFLEET_RESULT_CACHE=str(settings.result_cache).lower(),
         TTSFLEET_HOME=str(settings.home),
+        TTSFLEET_JOB_LEASE_S=str(settings.job_lease_s),
+        TTSFLEET_WORKER_MAX_JOBS=str(settings.worker_max_jobs),
+        TTSFLEET_WORKER_MAX_RSS_MB=str(settings.worker_max_rss_mb),
         PYTHONUNBUFFERED="1",
     )
     if settings.s3_endpoint_url:

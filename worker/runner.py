@@ -51,6 +51,8 @@ class JobRunner:
         cache: ResultCache | None = None,
         model_version: str = "",
         piece_chars: int = PIECE_CHARS,
+        holder: str = "",
+        lease_ms: int = 0,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -59,9 +61,12 @@ class JobRunner:
         self.cache = cache
         self.model_version = model_version
         self.piece_chars = piece_chars
+        # The lease this process's heartbeat renews (worker.lease); '' runs without one.
+        self.holder = holder
+        self.lease_ms = lease_ms
 
     def run(self, job_id: str) -> Outcome:
-        claim = self.store.claim(job_id, self.max_attempts)
+        claim = self.store.claim(job_id, self.max_attempts, self.holder, self.lease_ms)
         if claim.verdict is not Claim.RUN:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
             return Outcome(status=None)
@@ -88,6 +93,7 @@ class JobRunner:
             if result.previous is JobStatus.CANCELED:
                 self.storage.delete(job.storage_key)
             return Outcome(status=result.previous)
+        log.info("job %s succeeded on attempt %d", job_id, claim.attempts)
         return Outcome(status=JobStatus.SUCCEEDED)
 
     def _produce(self, job: Job) -> AudioInfo:

@@ -20,6 +20,7 @@ from tasks.store import JobStore
 from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
+from worker.lease import HOLDER, LeaseKeeper
 from worker.runner import JobRunner, Synthesizer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
     cache = ResultCache(store.redis, settings.job_ttl_s) if settings.result_cache else None
     runner = JobRunner(
         store, storage_from_settings(settings), synthesizer, settings.max_attempts, cache,
-        engine.version,
+        engine.version, holder=HOLDER, lease_ms=int(settings.job_lease_s * 1000),
     )  # fmt: skip
     if settings.worker_ready_file is not None:
         settings.worker_ready_file.touch()
@@ -92,3 +93,11 @@ def _load_without_fork(instance: Any = None, **_: Any) -> None:
     name = str(pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
     if "prefork" not in name:
         _runner = build_runner(get_settings(), batched="thread" in name)
+
+
+@signals.worker_ready.connect
+def _keep_leases(**_: Any) -> None:
+    """In the main process, whatever the pool: lease every job whose message it holds."""
+    settings = get_settings()
+    store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    LeaseKeeper(store.redis, HOLDER, settings.job_lease_s).start()
