@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # a dispatched job whose lease has lapsed and whose message is in no queue for this long.
     job_lease_s: float = Field(default=10.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # An upload that fails is tried this many times in all, waiting from `storage_retry_wait_s`
+    # doubling up to 8 s between tries, before the job's attempt fails with storage_error.
+    storage_attempts: int = Field(default=5, ge=1)
+    storage_retry_wait_s: float = Field(default=0.5, ge=0)
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"

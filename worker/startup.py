@@ -21,6 +21,7 @@ from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
 from worker.lease import HOLDER, LeaseKeeper
+from worker.uploads import RetryingStorage
 from worker.runner import JobRunner, Synthesizer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,12 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
     cache = ResultCache(store.redis, settings.job_ttl_s) if settings.result_cache else None
     runner = JobRunner(
-        store, storage_from_settings(settings), synthesizer, settings.max_attempts, cache,
+        store,
+        RetryingStorage(
+            storage_from_settings(settings), settings.storage_attempts,
+            settings.storage_retry_wait_s,
+        ),
+        synthesizer, settings.max_attempts, cache,
         engine.version, holder=HOLDER, lease_ms=int(settings.job_lease_s * 1000),
     )  # fmt: skip
     if settings.worker_ready_file is not None:
