@@ -78,6 +78,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     concurrency = concurrency or 1
     node = f"{model}-{device.replace(':', '')}@%h"
     app.conf.worker_proc_alive_timeout = 120  # children load a model before they report in
+    if pool == "prefork":
+        from worker.recycle import LIMIT_KB
+
+        # Children recycle by worker.recycle's policy, through billiard's memory check.
+        app.conf.worker_max_memory_per_child = LIMIT_KB
     app.worker_main(
         [
             "worker", "-Q", keys.synth_queue(model), "-n", node, "-c", str(concurrency),

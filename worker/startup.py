@@ -21,6 +21,7 @@ from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
 from worker.lease import HOLDER, LeaseKeeper
+from worker.recycle import RecyclePolicy, install_in_prefork_child
 from worker.uploads import RetryingStorage
 from worker.runner import JobRunner, Synthesizer
 
@@ -87,7 +88,15 @@ def runner() -> JobRunner:
 @signals.worker_process_init.connect
 def _load_in_child(**_: Any) -> None:
     global _runner
-    _runner = build_runner(get_settings(), batched=False)
+    settings = get_settings()
+    _runner = build_runner(settings, batched=False)
+    install_in_prefork_child(recycle_policy(settings))
+
+
+def recycle_policy(settings: Settings) -> RecyclePolicy:
+    return RecyclePolicy(
+        settings.worker_max_jobs, settings.worker_max_rss_mb, settings.worker_max_gpu_mb
+    )
 
 
 @signals.celeryd_after_setup.connect
