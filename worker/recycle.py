@@ -85,4 +85,4 @@ def install_in_prefork_child(policy: RecyclePolicy) -> None:
         log.warning("recycling worker child %d: %s", os.getpid(), reason)
         return _RECYCLE_KB
 
-    billiard.pool.mem_rss = probe  # type: ignore[attr-defined]
+    billiard.pool.mem_rss = probe

@@ -22,8 +22,8 @@ from worker.cache import ResultCache
 from worker.engines import build_engine
 from worker.lease import HOLDER, LeaseKeeper
 from worker.recycle import RecyclePolicy, install_in_prefork_child
-from worker.uploads import RetryingStorage
 from worker.runner import JobRunner, Synthesizer
+from worker.uploads import RetryingStorage
 
 log = logging.getLogger(__name__)
 

@@ -83,9 +83,7 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.fixture
-def make_fleet(
-    redis_server: RedisServer, tmp_path: Path
-) -> Iterator[Callable[..., Fleet]]:
+def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
     fleets: list[Fleet] = []
 
     def make(engine: str, db: int = 5, **overrides: Any) -> Fleet:
@@ -125,4 +123,3 @@ def make_fleet(
 
 def elapsed(since: float) -> float:
     return round(time.monotonic() - since, 2)
-

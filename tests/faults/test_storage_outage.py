@@ -81,9 +81,7 @@ def run_outage(make_fleet: Callable[..., Fleet], moto: Moto, jobs: int, down_s: 
     )
 
 
-def test_uploads_ride_out_a_storage_outage(
-    make_fleet: Callable[..., Fleet], moto: Moto
-) -> None:
+def test_uploads_ride_out_a_storage_outage(make_fleet: Callable[..., Fleet], moto: Moto) -> None:
     run_outage(make_fleet, moto, jobs=6, down_s=2.0)
 
 

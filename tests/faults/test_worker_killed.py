@@ -32,9 +32,7 @@ def check_exactly_once(fleet: Fleet, jobs: list[dict[str, object]]) -> dict[str,
     }
 
 
-def kill_children_while_running(
-    fleet: Fleet, ids: list[str], kills: int, every_s: float
-) -> int:
+def kill_children_while_running(fleet: Fleet, ids: list[str], kills: int, every_s: float) -> int:
     """SIGKILL a busy prefork child every `every_s` until `kills` are done or all jobs end."""
     main = fleet.workers[0].proc.pid
     done = 0
