@@ -76,6 +76,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             pool = "prefork"
             concurrency = concurrency or (os.cpu_count() or 1 if device == "cpu" else 1)
     concurrency = concurrency or 1
+    if pool != "prefork" and not settings.worker_supervised:
+        from worker.supervisor import supervise
+
+        # This process runs the engine itself, so recycling replaces it: supervise it.
+        return supervise(sys.argv[1:])
     node = f"{model}-{device.replace(':', '')}@%h"
     app.conf.worker_proc_alive_timeout = 120  # children load a model before they report in
     if pool == "prefork":

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"
+    # Set by `ttsfleet worker` for the worker process it supervises (worker.supervisor).
+    worker_supervised: bool = False
     # Touched once the model is loaded and warm (a readiness probe can test for it).
     worker_ready_file: Path | None = None
     # Where `make up` keeps Redis data, audio, the env file and the dev tenant.

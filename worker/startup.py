@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 from celery import signals
@@ -107,7 +108,30 @@ def _load_without_fork(instance: Any = None, **_: Any) -> None:
     pool = getattr(instance, "pool_cls", None)
     name = str(pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
     if "prefork" not in name:
-        _runner = build_runner(get_settings(), batched="thread" in name)
+        settings = get_settings()
+        _runner = build_runner(settings, batched="thread" in name)
+        global _policy
+        _policy = recycle_policy(settings)
+
+
+# Set where this process runs the engine itself (threads, solo); prefork children use
+# billiard's between-jobs check instead (worker.recycle).
+_policy: RecyclePolicy | None = None
+_recycling = False
+
+
+@signals.task_postrun.connect
+def _recycle_after_job(**_: Any) -> None:
+    """Past a limit, ask for a warm shutdown: the jobs in hand finish, the prefetched ones go
+    back to the queue, and the supervisor (worker.supervisor) starts a fresh process."""
+    global _recycling
+    if _policy is None or _recycling:
+        return
+    reason = _policy.job_done()
+    if reason is not None:
+        _recycling = True
+        log.warning("recycling worker process %d: %s", os.getpid(), reason)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @signals.worker_ready.connect

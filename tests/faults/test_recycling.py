@@ -109,3 +109,27 @@ def test_policy_reads_current_memory_through_injected_readers() -> None:
     rss[0] = 150.0  # current, not peak: back under the limit means keep going
     assert policy.job_done() is None
     assert RecyclePolicy(max_jobs=5, max_rss_mb=0, max_gpu_mb=0).jobs == 0
+
+
+def test_threads_worker_process_replaced_after_max_jobs(make_fleet: Callable[..., Fleet]) -> None:
+    """Threads pool: the worker process itself warm-shuts down past the limit and the
+    supervising `ttsfleet worker` starts a fresh one, which loads the model first."""
+    fleet = make_fleet(
+        "LeakingEngine",
+        options={"mb": LEAK_MB, "batching": "padded"},
+        worker_max_jobs=4,
+        batch_max_size=2,
+        batch_max_wait_ms=20,
+    )
+    worker = fleet.start_worker(concurrency=0)
+    with fleet.api.client() as http:
+        ids = fleet.submit(http, [f"threaded job {i}." for i in range(16)])
+        final = fleet.wait_all_terminal(http, ids)
+    assert [j["status"] for j in final] == ["succeeded"] * 16
+    assert [j["attempts"] for j in final] == [1] * 16, "a recycled worker lost or re-ran a job"
+    assert len(fleet.objects()) == 16
+    log = worker.log.read_text()
+    recycled = log.count("recycling worker process")
+    assert recycled >= 2 and log.count("loaded on") >= recycled + 1
+    assert worker.proc.poll() is None  # the supervisor is still there
+    print(f"\nthreads worker: 16 jobs, {recycled} process recycles, 0 lost, 0 re-run")

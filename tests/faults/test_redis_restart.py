@@ -70,5 +70,3 @@ def test_redis_restart_loses_no_acknowledged_job(
 @pytest.mark.slow
 def test_redis_restart_long_run(make_fleet: Callable[..., Fleet], own_redis: RedisServer) -> None:
     run_restart(make_fleet, own_redis, jobs=150, down_s=5.0)
-
-
