@@ -40,6 +40,15 @@ end
 return n
 """
 
+# KEYS: job leases. ARGV: holder. Delete the ones that are still ours.
+_RELEASE = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
+end
+return n
+"""
+
 
 def held_by_this_worker() -> set[str]:
     """Ids of the jobs whose messages this worker holds: prefetched, waiting or running."""
@@ -69,24 +78,43 @@ class LeaseKeeper:
         self.lease_s = lease_s
         self._held = held
         self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renewed: list[str] = []
 
     def renew_once(self) -> int:
         ids = sorted(self._held())
         if not ids:
             return 0
+        self._renewed = ids
         leases = [keys.job_lease_key(job_id) for job_id in ids]
         return int(self._renew(keys=leases, args=[self.holder, int(self.lease_s * 1000)]))
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+    def run(self) -> None:
+        while not self._stop.is_set():
             try:
                 self.renew_once()
             except redis.RedisError as exc:
                 log.warning("cannot renew job leases: %s", exc)
-            stop.wait(self.lease_s / 3)
+            self._stop.wait(self.lease_s / 3)
 
-    def start(self) -> threading.Event:
-        """Renew in a daemon thread until the returned event is set."""
-        stop = threading.Event()
-        threading.Thread(target=self.run, args=(stop,), name="job-leases", daemon=True).start()
-        return stop
+    def start(self) -> None:
+        """Renew in a daemon thread until `stop`."""
+        self._thread = threading.Thread(target=self.run, name="job-leases", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Once no job runs here any more (a finished warm shutdown): stop renewing and free
+        the leases of what this worker had prefetched and handed back, so that the next
+        worker may claim those jobs at once. Returns how many were freed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if not self._renewed:
+            return 0
+        leases = [keys.job_lease_key(job_id) for job_id in self._renewed]
+        try:
+            return int(self._release(keys=leases, args=[self.holder]))
+        except redis.RedisError:
+            return 0  # they lapse by themselves

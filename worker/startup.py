@@ -134,9 +134,22 @@ def _recycle_after_job(**_: Any) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+_leases: LeaseKeeper | None = None
+
+
 @signals.worker_ready.connect
 def _keep_leases(**_: Any) -> None:
     """In the main process, whatever the pool: lease every job whose message it holds."""
+    global _leases
     settings = get_settings()
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-    LeaseKeeper(store.redis, HOLDER, settings.job_lease_s).start()
+    _leases = LeaseKeeper(store.redis, HOLDER, settings.job_lease_s)
+    _leases.start()
+
+
+@signals.worker_shutdown.connect
+def _free_leases(**_: Any) -> None:
+    """The pool has stopped, so nothing runs here: free the leases of handed-back jobs."""
+    if _leases is not None:
+        freed = _leases.stop()
+        log.info("freed %d job leases on shutdown", freed)

@@ -40,6 +40,10 @@ def test_lease_keeper_renews_its_own_and_never_steals(redis_client: redis.Redis)
     assert keeper.renew_once() == 1
     assert redis_client.get(keys.job_lease_key("mine")) == "worker-a"
     assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
+    # On shutdown it frees its own, so the next worker may claim them at once.
+    assert keeper.stop() == 1
+    assert redis_client.get(keys.job_lease_key("mine")) is None
+    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
 
 
 class Clock:
