@@ -54,7 +54,8 @@ def run_leak(make_fleet: Callable[..., Fleet], jobs: int) -> None:
     watch = ChildWatch(worker.proc.pid)
     with fleet.api.client() as http:
         ids = fleet.submit(http, [f"leaky job {i}." for i in range(jobs)])
-        final = fleet.wait_all_terminal(http, ids)
+        # Each recycle forks a child that loads the model first: allow for it on 2 busy cores.
+        final = fleet.wait_all_terminal(http, ids, timeout=90 + 3 * jobs)
     watch.close()
     assert [j["status"] for j in final] == ["succeeded"] * jobs
     assert [j["attempts"] for j in final] == [1] * jobs, "a recycled child lost a job"
@@ -76,7 +77,7 @@ def test_leaking_engine_rss_stays_bounded(make_fleet: Callable[..., Fleet]) -> N
 
 @pytest.mark.slow
 def test_leaking_engine_rss_stays_bounded_long(make_fleet: Callable[..., Fleet]) -> None:
-    run_leak(make_fleet, jobs=150)
+    run_leak(make_fleet, jobs=100)
 
 
 def test_child_replaced_after_max_jobs(make_fleet: Callable[..., Fleet]) -> None:
