@@ -92,13 +92,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
             pool = "prefork"
             concurrency = concurrency or ((os.cpu_count() or 1) if device == "cpu" else 1)
     concurrency = concurrency or 1
+    if pool != "prefork" and not settings.worker_supervised:
+        from worker.supervisor import supervise
+
+        # This process runs the engine itself, so recycling replaces it: supervise it.
+        return supervise(sys.argv[1:])
     node = host_format(f"{model}-{device.replace(':', '')}@%h")
     telemetry.install(settings, node, keys.synth_queue(model), pool, concurrency)
     app.conf.worker_proc_alive_timeout = 120  # children load a model before they report in
     if pool == "prefork":
+        from worker.recycle import LIMIT_KB
+
         # Each child runs one job at a time; one more message held per child means the next
         # job is already local when a child finishes (measured: fewer idle gaps between jobs).
         app.conf.worker_prefetch_multiplier = 2
+        # Children recycle by worker.recycle's policy, through billiard's memory check.
+        app.conf.worker_max_memory_per_child = LIMIT_KB
     # A JSON log has no room for Celery's banner.
     quiet = ["--quiet"] if settings.log_format == "json" else []
     app.worker_main(

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import redis
 from celery import Celery
@@ -35,6 +35,9 @@ from tasks import keys
 from tasks.app import PRIORITY_STEPS, send_synthesis
 from tasks.jobs import Priority
 from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,8 @@ class Dispatcher:
         models: Iterable[str],
         depth: int,
         lease_ms: int = 10_000,
+        reconciler: Reconciler | None = None,
+        reconcile_interval_s: float = 5.0,
     ) -> None:
         self._redis = client
         self._celery = celery
@@ -135,13 +140,21 @@ class Dispatcher:
         self._token = secrets.token_hex(8)
         self._take = client.register_script(_TAKE)
         self._lease = client.register_script(_LEASE)
+        self._reconciler = reconciler
+        self._reconcile_interval_s = reconcile_interval_s
 
     @classmethod
     def from_settings(cls, settings: Settings, celery: Celery) -> Dispatcher:
         client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
-        return cls(client, celery, settings.models, settings.dispatch_queue_depth)
+        from tasks.reconciler import Reconciler
+
+        reconciler = Reconciler(client, celery, settings.models, settings.job_lease_s)
+        return cls(
+            client, celery, settings.models, settings.dispatch_queue_depth,
+            reconciler=reconciler, reconcile_interval_s=settings.reconcile_interval_s,
+        )  # fmt: skip
 
     def hold_lease(self) -> bool:
         """Take or extend the lease; only the holder moves jobs."""
@@ -194,13 +207,18 @@ class Dispatcher:
                 send_synthesis(
                     self._celery, job_id, tenant, model, Priority(priority), producer=producer
                 )
-        self._redis.hdel(keys.dispatching_key(model), *moved[0::3])
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=True)
+        # Sent: the reconciler watches it from now on until it ends.
+        pipe.zadd(keys.inflight_key(model), {job_id: now for job_id in moved[0::3]})
+        pipe.hdel(keys.dispatching_key(model), *moved[0::3])
+        pipe.execute()
         return len(moved) // 3
 
     def run(self, stop: threading.Event, idle_s: float = 0.01) -> None:
         """Until `stop` is set: hold the lease, recover once, then keep the queues topped up."""
         recovered = False
-        renewed = 0.0
+        renewed = reconciled = 0.0
         while not stop.is_set():
             try:
                 now = time.monotonic()
@@ -213,6 +231,9 @@ class Dispatcher:
                 if not recovered:
                     self.recover()
                     recovered = True
+                if self._reconciler and now - reconciled > self._reconcile_interval_s:
+                    self._reconciler.pass_once()
+                    reconciled = now
                 if self.dispatch_once() == 0:
                     stop.wait(idle_s)
             except (redis.RedisError, OperationalError, OSError) as exc:

@@ -73,6 +73,27 @@ DISPATCHING = PREFIX + ":dispatching:{model}"
 DISPATCHER_LEASE = PREFIX + ":dispatcher:lease"
 
 
+# String per job held by the worker process that has its message (value: that process's
+# holder id, short TTL renewed by a heartbeat): a job whose lease lapsed has no live delivery.
+JOB_LEASE = PREFIX + ":job-lease:{job_id}"
+
+# Sorted set per model of jobs the dispatcher sent to Celery (score: when), scanned by the
+# reconciler (tasks.reconciler) for jobs whose message died with a worker.
+INFLIGHT = PREFIX + ":inflight:{model}"
+
+# kombu's Redis transport: messages delivered but not acked, by delivery tag, and their index.
+KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
+
+
+def job_lease_key(job_id: str) -> str:
+    return JOB_LEASE.format(job_id=job_id)
+
+
+def inflight_key(model: str) -> str:
+    return INFLIGHT.format(model=model)
+
+
 def tenant_active_key(tenant: str) -> str:
     return TENANT_ACTIVE.format(tenant=tenant)
 

@@ -83,9 +83,19 @@ class Settings(BaseSettings):
     # The dispatcher keeps at most this many messages in a model's Celery queue: about twice
     # what its consumers prefetch, so a tenant's backlog waits in the fair pending lists.
     dispatch_queue_depth: int = 32
+    # A worker renews a lease per job it holds every third of this; the reconciler re-sends
+    # a dispatched job whose lease has lapsed and whose message is in no queue for this long.
+    job_lease_s: float = Field(default=10.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # An upload that fails is tried this many times in all, waiting from `storage_retry_wait_s`
+    # doubling up to 8 s between tries, before the job's attempt fails with storage_error.
+    storage_attempts: int = Field(default=5, ge=1)
+    storage_retry_wait_s: float = Field(default=0.5, ge=0)
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None
     worker_device: str = "cpu"
+    # Set by `ttsfleet worker` for the worker process it supervises (worker.supervisor).
+    worker_supervised: bool = False
     # Touched once the model is loaded and warm (a readiness probe can test for it).
     worker_ready_file: Path | None = None
     # Serve this worker's Prometheus metrics on this port (`ttsfleet worker --metrics-port`);

@@ -62,9 +62,10 @@ return {0, cur}
 """
 )
 
-# A worker takes a delivery. KEYS: job, outbox, event of `failed`. ARGV: now (RFC 3339
-# JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
-# deadline_exceeded, failed event id, event TTL. Returns {verdict, status, attempts}.
+# A worker takes a delivery. KEYS: job, outbox, event of `failed`, the job's lease. ARGV: now
+# (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
+# deadline_exceeded, failed event id, event TTL, holder ('' for no lease), lease milliseconds.
+# Returns {verdict, status, attempts}.
 _CLAIM = (
     _OUTBOX_ENQUEUE
     + """
@@ -72,6 +73,12 @@ local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {'missing', '', 0} end
 if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
   return {'terminal', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+end
+if ARGV[8] ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  if holder and holder ~= ARGV[8] then
+    return {'busy', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+  end
 end
 local deadline = cjson.decode(redis.call('HGET', KEYS[1], 'deadline_s') or 'null')
 local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
@@ -89,6 +96,7 @@ if attempts > tonumber(ARGV[3]) then
   return {'exhausted', 'failed', attempts}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9]) end
 return {'run', 'running', attempts}
 """
 )
@@ -110,6 +118,9 @@ class Claim(StrEnum):
     EXHAUSTED = "exhausted"  # past MAX_ATTEMPTS: now failed with worker_lost
     EXPIRED = "expired"  # past its deadline before it started: now failed
     MISSING = "missing"  # no record (expired by TTL or never written)
+    # Another live process holds the job's lease (a duplicate delivery): ack, do nothing; if
+    # that holder dies, the reconciler sends the job again.
+    BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -241,8 +252,12 @@ class JobStore:
             start = "(" + ids[-1]
         return found, last
 
-    def claim(self, job_id: str, max_attempts: int) -> ClaimResult:
-        """Count a delivery and move the job to `running`, or say why it must not run."""
+    def claim(
+        self, job_id: str, max_attempts: int, holder: str = "", lease_ms: int = 0
+    ) -> ClaimResult:
+        """Count a delivery and move the job to `running`, or say why it must not run.
+        With a `holder`, a job whose lease another holder has is refused (`BUSY`), and a
+        job that runs is leased to `holder` for `lease_ms`."""
         lost = ErrorInfo(
             code=WorkerLost.code,
             message=f"the job was delivered {max_attempts} times and never finished",
@@ -252,7 +267,12 @@ class JobStore:
         )
         event_id = keys.callback_event_id(job_id, JobStatus.FAILED.value)
         verdict, _, attempts = self._claim(
-            keys=[keys.job_key(job_id), keys.CALLBACK_OUTBOX, keys.callback_event_key(event_id)],
+            keys=[
+                keys.job_key(job_id),
+                keys.CALLBACK_OUTBOX,
+                keys.callback_event_key(event_id),
+                keys.job_lease_key(job_id),
+            ],
             args=[
                 json.dumps(utc_now()),
                 repr(time.time()),
@@ -261,6 +281,8 @@ class JobStore:
                 late.model_dump_json(),
                 event_id,
                 self._ttl_s,
+                holder,
+                lease_ms,
             ],
         )
         return ClaimResult(Claim(verdict), int(attempts))

@@ -227,6 +227,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_HOME=str(settings.home),
         TTSFLEET_LOG_FORMAT=settings.log_format,
         TTSFLEET_WORKER_HEARTBEAT_S=str(settings.worker_heartbeat_s),
+        TTSFLEET_JOB_LEASE_S=str(settings.job_lease_s),
+        TTSFLEET_STORAGE_ATTEMPTS=str(settings.storage_attempts),
+        TTSFLEET_STORAGE_RETRY_WAIT_S=str(settings.storage_retry_wait_s),
+        TTSFLEET_WORKER_MAX_JOBS=str(settings.worker_max_jobs),
+        TTSFLEET_WORKER_MAX_RSS_MB=str(settings.worker_max_rss_mb),
         PYTHONUNBUFFERED="1",
     )
     if settings.s3_endpoint_url:

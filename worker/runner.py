@@ -64,6 +64,8 @@ class JobRunner:
         cache: ResultCache | None = None,
         model_version: str = "",
         piece_chars: int = PIECE_CHARS,
+        holder: str = "",
+        lease_ms: int = 0,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -72,9 +74,12 @@ class JobRunner:
         self.cache = cache
         self.model_version = model_version
         self.piece_chars = piece_chars
+        # The lease this process's heartbeat renews (worker.lease); '' runs without one.
+        self.holder = holder
+        self.lease_ms = lease_ms
 
     def run(self, job_id: str) -> Outcome:
-        claim = self.store.claim(job_id, self.max_attempts)
+        claim = self.store.claim(job_id, self.max_attempts, self.holder, self.lease_ms)
         if claim.verdict is not Claim.RUN:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
             # The claim itself failed a job past its attempts or its deadline: count that end.
@@ -103,6 +108,7 @@ class JobRunner:
             if result.previous is JobStatus.CANCELED:
                 self.storage.delete(job.storage_key)
             return Outcome(status=result.previous, voice=job.voice)
+        log.info("job %s succeeded on attempt %d", job_id, claim.attempts)
         return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
 
     def _produce(self, job: Job) -> AudioInfo:

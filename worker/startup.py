@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 from celery import signals
@@ -21,7 +22,10 @@ from worker import metrics
 from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
+from worker.lease import HOLDER, LeaseKeeper
+from worker.recycle import RecyclePolicy, install_in_prefork_child
 from worker.runner import JobRunner, Synthesizer
+from worker.uploads import RetryingStorage
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,13 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
     cache = ResultCache(store.redis, settings.job_ttl_s) if settings.result_cache else None
     runner = JobRunner(
-        store, storage_from_settings(settings), synthesizer, settings.max_attempts, cache,
-        engine.version,
+        store,
+        RetryingStorage(
+            storage_from_settings(settings), settings.storage_attempts,
+            settings.storage_retry_wait_s,
+        ),
+        synthesizer, settings.max_attempts, cache,
+        engine.version, holder=HOLDER, lease_ms=int(settings.job_lease_s * 1000),
     )  # fmt: skip
     if settings.worker_ready_file is not None:
         settings.worker_ready_file.touch()
@@ -82,7 +91,15 @@ def runner() -> JobRunner:
 @signals.worker_process_init.connect
 def _load_in_child(**_: Any) -> None:
     global _runner
-    _runner = build_runner(get_settings(), batched=False)
+    settings = get_settings()
+    _runner = build_runner(settings, batched=False)
+    install_in_prefork_child(recycle_policy(settings))
+
+
+def recycle_policy(settings: Settings) -> RecyclePolicy:
+    return RecyclePolicy(
+        settings.worker_max_jobs, settings.worker_max_rss_mb, settings.worker_max_gpu_mb
+    )
 
 
 @signals.celeryd_after_setup.connect
@@ -93,4 +110,48 @@ def _load_without_fork(instance: Any = None, **_: Any) -> None:
     pool = getattr(instance, "pool_cls", None)
     name = str(pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
     if "prefork" not in name:
-        _runner = build_runner(get_settings(), batched="thread" in name)
+        settings = get_settings()
+        _runner = build_runner(settings, batched="thread" in name)
+        global _policy
+        _policy = recycle_policy(settings)
+
+
+# Set where this process runs the engine itself (threads, solo); prefork children use
+# billiard's between-jobs check instead (worker.recycle).
+_policy: RecyclePolicy | None = None
+_recycling = False
+
+
+@signals.task_postrun.connect
+def _recycle_after_job(**_: Any) -> None:
+    """Past a limit, ask for a warm shutdown: the jobs in hand finish, the prefetched ones go
+    back to the queue, and the supervisor (worker.supervisor) starts a fresh process."""
+    global _recycling
+    if _policy is None or _recycling:
+        return
+    reason = _policy.job_done()
+    if reason is not None:
+        _recycling = True
+        log.warning("recycling worker process %d: %s", os.getpid(), reason)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_leases: LeaseKeeper | None = None
+
+
+@signals.worker_ready.connect
+def _keep_leases(**_: Any) -> None:
+    """In the main process, whatever the pool: lease every job whose message it holds."""
+    global _leases
+    settings = get_settings()
+    store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    _leases = LeaseKeeper(store.redis, HOLDER, settings.job_lease_s)
+    _leases.start()
+
+
+@signals.worker_shutdown.connect
+def _free_leases(**_: Any) -> None:
+    """The pool has stopped, so nothing runs here: free the leases of handed-back jobs."""
+    if _leases is not None:
+        freed = _leases.stop()
+        log.info("freed %d job leases on shutdown", freed)

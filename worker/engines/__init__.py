@@ -80,9 +80,12 @@ ENGINES: dict[str, str] = {
 
 def build_engine(spec: ModelSpec) -> Engine:
     """Instantiate (not load) the engine a model spec names."""
-    target = ENGINES.get(spec.engine)
+    target = ENGINES.get(spec.engine) or (spec.engine if ":" in spec.engine else None)
     if target is None:
-        raise ValueError(f"unknown engine {spec.engine!r}; known: {', '.join(sorted(ENGINES))}")
+        raise ValueError(
+            f"unknown engine {spec.engine!r}; known: {', '.join(sorted(ENGINES))}, "
+            "or a dotted module:Class"
+        )
     module_name, _, class_name = target.partition(":")
     cls: Any = getattr(importlib.import_module(module_name), class_name)
     engine: Engine = cls(spec)

@@ -1,0 +1,138 @@
+"""The reconciler (DESIGN §6): sends again the jobs whose message died with a worker.
+
+Kombu's Redis transport returns an unacked message only after the visibility timeout
+(1 h), and a broker restart can lose a message outright. The choice here, recovering in
+seconds: each worker process keeps a short-TTL lease per job whose message it holds
+(worker.lease); the dispatcher, already a singleton, runs this pass every few seconds over
+the jobs it has sent (`inflight`, per model). A job that is neither terminal, nor leased,
+nor in its model's queue lists is a suspect; still one after `job_lease_s` (longer than
+any gap between a worker popping a message and leasing it), its stale `unacked` entries are
+deleted and a fresh message is sent. Never two live runs: a claim refuses a job leased by
+another holder (tasks.store), and the store's transitions make the effect exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import cast
+
+import redis
+from celery import Celery
+
+from tasks import keys
+from tasks.app import send_synthesis
+from tasks.dispatcher import broker_lists
+from tasks.jobs import Priority
+from tasks.store import TERMINAL
+
+log = logging.getLogger(__name__)
+
+
+def _message_id(raw: str) -> str | None:
+    try:
+        payload = json.loads(raw)
+        if isinstance(payload, list):  # unacked entries: [message, exchange, routing key]
+            payload = payload[0]
+        return str(payload["headers"]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+class Reconciler:
+    """One `pass_once` finds orphaned jobs and sends them again; the dispatcher calls it."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        celery: Celery,
+        models: Iterable[str],
+        lease_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._celery = celery
+        self._models = list(models)
+        self._lease_s = lease_s
+        self._clock = clock
+        # Job id -> when it was first seen orphaned.
+        self._suspects: dict[str, float] = {}
+
+    def pass_once(self) -> int:
+        """Returns how many jobs were sent again."""
+        return sum(self._reconcile(model) for model in self._models)
+
+    def _reconcile(self, model: str) -> int:
+        inflight = keys.inflight_key(model)
+        ids = cast(list[str], self._redis.zrange(inflight, 0, -1))
+        if not ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(keys.job_key(job_id), "status")
+            pipe.exists(keys.job_lease_key(job_id))
+        answers = pipe.execute()
+        done, orphans = [], []
+        for i, job_id in enumerate(ids):
+            status, leased = answers[2 * i], answers[2 * i + 1]
+            if status is None or status in TERMINAL:
+                done.append(job_id)
+            elif leased:
+                self._suspects.pop(job_id, None)
+            else:
+                orphans.append(job_id)
+        if done:
+            self._redis.zrem(inflight, *done)
+            for job_id in done:
+                self._suspects.pop(job_id, None)
+        if not orphans:
+            return 0
+        queued = self._queued_ids(model)
+        unacked = self._unacked_tags()
+        now = self._clock()
+        resent = 0
+        for job_id in orphans:
+            if job_id in queued:
+                self._suspects.pop(job_id, None)
+                continue
+            first = self._suspects.setdefault(job_id, now)
+            if now - first >= self._lease_s:
+                self._resend(model, job_id, unacked.get(job_id, []))
+                self._suspects.pop(job_id, None)
+                resent += 1
+        if resent:
+            log.warning("reconciler: sent %d orphaned %s jobs again", resent, model)
+        return resent
+
+    def _queued_ids(self, model: str) -> set[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for name in broker_lists(model):
+            pipe.lrange(name, 0, -1)
+        return {m for raws in pipe.execute() for raw in raws if (m := _message_id(raw))}
+
+    def _unacked_tags(self) -> dict[str, list[str]]:
+        raw = cast(dict[str, str], self._redis.hgetall(keys.KOMBU_UNACKED))
+        tags: dict[str, list[str]] = {}
+        for tag, message in raw.items():
+            job_id = _message_id(message)
+            if job_id is not None:
+                tags.setdefault(job_id, []).append(tag)
+        return tags
+
+    def _resend(self, model: str, job_id: str, stale_tags: list[str]) -> None:
+        values = cast(
+            list[str | None], self._redis.hmget(keys.job_key(job_id), ["tenant", "priority"])
+        )
+        tenant, priority = (json.loads(v) if v else None for v in values)
+        if stale_tags:
+            # The dead worker's deliveries: kombu must not restore them after the timeout too.
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hdel(keys.KOMBU_UNACKED, *stale_tags)
+            pipe.zrem(keys.KOMBU_UNACKED_INDEX, *stale_tags)
+            pipe.execute()
+        send_synthesis(
+            self._celery, job_id, str(tenant), model, Priority(priority or Priority.NORMAL.value)
+        )
+        self._redis.zadd(keys.inflight_key(model), {job_id: time.time()})

@@ -1,0 +1,89 @@
+"""Tiny engines for fault tests, one behaviour each (cog's fixture models, in spirit).
+
+A worker subprocess loads one with `TTSFLEET_MODELS='{"m": {"engine": "tests.engines:SlowEngine",
+...}}'`. Each speaks a short tone for every text; its fault fires only on texts that contain
+`options["trigger"]` (every text when the trigger is empty), so healthy jobs flow around it.
+Option `batching` ("loop" or "padded") picks the worker's pool like a real engine would.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from tasks.settings import ModelSpec
+from worker.engines import Audio, Batching, SynthesisRequest
+
+RATE = 16000
+
+
+class ToneEngine:
+    """A healthy engine: 0.2 s of a 440 Hz tone per request."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.options = spec.options
+        self.trigger = str(spec.options.get("trigger", ""))
+
+    @property
+    def batching(self) -> Batching:
+        return Batching(self.options.get("batching", "loop"))
+
+    @property
+    def version(self) -> str:
+        return f"{type(self).__name__}-1"
+
+    def load(self, device: str) -> None:
+        self.device = device
+
+    def triggered(self, request: SynthesisRequest) -> bool:
+        return self.trigger in request.text
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        for request in batch:
+            if self.triggered(request):
+                self.fault(request)
+        return [_tone(r.speed) for r in batch]
+
+    def fault(self, request: SynthesisRequest) -> None:
+        """What this engine does wrong; the healthy engine does nothing."""
+
+
+def _tone(speed: float) -> Audio:
+    t = np.arange(int(0.2 * RATE / speed), dtype=np.float32) / RATE
+    return Audio(samples=(0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate=RATE)
+
+
+class RaisingEngine(ToneEngine):
+    """Raises an unexpected exception: the job is retried, then fails `engine_error`."""
+
+    def fault(self, request: SynthesisRequest) -> None:
+        raise RuntimeError(f"engine_raises on {request.text!r}")
+
+
+class ExitingEngine(ToneEngine):
+    """Kills its own process mid-job (a segfaulting native library): `worker_lost` at last."""
+
+    def fault(self, request: SynthesisRequest) -> None:
+        os._exit(17)
+
+
+class SlowEngine(ToneEngine):
+    """Takes `options["seconds"]` per batch, long enough to be killed mid-job."""
+
+    def fault(self, request: SynthesisRequest) -> None:
+        time.sleep(float(self.options.get("seconds", 1.0)))
+
+
+_LEAKED: list[bytearray] = []
+
+
+class LeakingEngine(ToneEngine):
+    """Keeps `options["mb"]` MiB per request forever, touched so it counts in RSS."""
+
+    def fault(self, request: SynthesisRequest) -> None:
+        chunk = bytearray(int(float(self.options.get("mb", 8)) * 1024 * 1024))
+        chunk[::4096] = b"\x01" * len(chunk[::4096])
+        _LEAKED.append(chunk)

@@ -1,0 +1,125 @@
+"""A fleet per fault test: its own Redis database, the API with the dispatcher (and so the
+reconciler) in a thread, file storage, and `ttsfleet worker` subprocesses serving one of
+the tiny engines of tests/engines.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tasks.settings import ModelSpec, Settings, VoiceSpec
+from tests.conftest import API_KEYS, ApiServer, RedisServer, WorkerProcess, wait_until
+
+MODEL = "fault"
+VOICE = "tone"
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+@dataclass
+class Fleet:
+    settings: Settings
+    api: ApiServer
+    tmp: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start_worker(self, concurrency: int = 1, ready: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(
+            self.settings, self.tmp / f"worker-{len(self.workers)}.log", concurrency=concurrency
+        )
+        self.workers.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    def submit(self, http: httpx.Client, texts: list[str]) -> list[str]:
+        body = {"jobs": [{"text": t, "voice": VOICE} for t in texts]}
+        response = http.post("/v1/jobs/batch", json=body)
+        assert response.status_code == 202, response.text
+        return [job["id"] for job in response.json()["jobs"]]
+
+    def jobs(self, http: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:
+        return [http.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+
+    def wait_all_terminal(
+        self, http: httpx.Client, ids: list[str], timeout: float = 90
+    ) -> list[dict[str, Any]]:
+        def done() -> list[dict[str, Any]] | None:
+            jobs = self.jobs(http, ids)
+            return jobs if all(j["status"] in TERMINAL for j in jobs) else None
+
+        result: list[dict[str, Any]] = wait_until(done, timeout=timeout, interval=0.2)
+        return result
+
+    def objects(self) -> list[Path]:
+        root = self.tmp / "audio"
+        return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    def success_lines(self, job_id: str) -> int:
+        """How many times a worker recorded this job's success (a terminal event each)."""
+        needle = f"job {job_id} succeeded"
+        return sum(w.log.read_text().count(needle) for w in self.workers)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.fixture
+def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    fleets: list[Fleet] = []
+
+    def make(engine: str, db: int = 5, **overrides: Any) -> Fleet:
+        url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+        redis.Redis.from_url(url).flushdb()
+        values: dict[str, Any] = {
+            "redis_url": url,
+            "storage_url": "file://" + str(tmp_path / "audio"),
+            "api_keys": ",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
+            "home": tmp_path / "home",
+            "models": {
+                MODEL: ModelSpec(
+                    engine=f"tests.engines:{engine}",
+                    options=overrides.pop("options", {}),
+                    voices={VOICE: VoiceSpec(language="en", sample_rate=16000)},
+                )
+            },
+            "result_cache": False,
+            "job_lease_s": 1.0,
+            "reconcile_interval_s": 0.25,
+            "rate_limit_per_s": 0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        api = ApiServer(settings)
+        api.start()
+        fleet = Fleet(settings, api, tmp_path)
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        for worker in fleet.workers:
+            worker.stop()
+        fleet.api.stop()
+
+
+def elapsed(since: float) -> float:
+    return round(time.monotonic() - since, 2)

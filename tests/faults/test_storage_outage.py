@@ -1,0 +1,104 @@
+"""Storage outage: uploads are retried with backoff and the jobs succeed once S3 is back;
+an outage longer than the whole budget fails the job with `storage_error`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.conftest import free_port
+from tests.faults.conftest import Fleet, elapsed
+
+BUCKET = "outage"
+
+
+class Moto:
+    """moto's S3 server on a fixed port, stoppable and startable again with its data."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: ThreadedMotoServer | None = None
+
+    def start(self) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def moto(s3_server: str) -> Iterator[Moto]:  # s3_server sets the AWS test credentials
+    server = Moto()
+    server.start()
+    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
+        Bucket=BUCKET
+    )
+    yield server
+    server.stop()
+
+
+def objects(moto: Moto) -> int:
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    return int(s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
+
+
+def s3_fleet(make_fleet: Callable[..., Fleet], moto: Moto, attempts: int) -> Fleet:
+    fleet = make_fleet(
+        "ToneEngine",
+        storage_url=f"s3://{BUCKET}/tts",
+        s3_endpoint_url=moto.url,
+        storage_attempts=attempts,
+        storage_retry_wait_s=0.2,
+        max_attempts=2,
+    )
+    fleet.start_worker(concurrency=2)
+    return fleet
+
+
+def run_outage(make_fleet: Callable[..., Fleet], moto: Moto, jobs: int, down_s: float) -> None:
+    fleet = s3_fleet(make_fleet, moto, attempts=8)
+    moto.stop()
+    with fleet.api.client() as http:
+        ids = fleet.submit(http, [f"stored job {i}." for i in range(jobs)])
+        time.sleep(down_s)
+        moto.start()
+        back = time.monotonic()
+        final = fleet.wait_all_terminal(http, ids)
+    assert [j["status"] for j in final] == ["succeeded"] * jobs, final
+    assert objects(moto) == jobs
+    retries = sum(w.log.read_text().count("upload try") for w in fleet.workers)
+    print(
+        f"\nS3 down {down_s} s: {jobs} jobs, 0 lost, {retries} upload retries, "
+        f"all done {elapsed(back)} s after S3 came back"
+    )
+
+
+def test_uploads_ride_out_a_storage_outage(make_fleet: Callable[..., Fleet], moto: Moto) -> None:
+    run_outage(make_fleet, moto, jobs=6, down_s=2.0)
+
+
+@pytest.mark.slow
+def test_uploads_ride_out_a_long_storage_outage(
+    make_fleet: Callable[..., Fleet], moto: Moto
+) -> None:
+    run_outage(make_fleet, moto, jobs=60, down_s=8.0)
+
+
+def test_an_outage_past_the_budget_fails_with_storage_error(
+    make_fleet: Callable[..., Fleet], moto: Moto
+) -> None:
+    fleet = s3_fleet(make_fleet, moto, attempts=2)
+    moto.stop()
+    with fleet.api.client() as http:
+        ids = fleet.submit(http, ["this upload never lands."])
+        [job] = fleet.wait_all_terminal(http, ids)
+    assert job["status"] == "failed" and job["error"]["code"] == "storage_error", job
+    assert job["attempts"] == 2

@@ -1,0 +1,94 @@
+"""Job leases and the reconciler on a real redis-server: a claim never runs a job another
+live holder has; an orphaned job is sent again only once it has stayed orphaned for a lease
+period, and a queued or leased one never is."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from tasks import keys
+from tasks.app import create_app
+from tasks.dispatcher import broker_lists
+from tasks.reconciler import Reconciler
+from tasks.settings import Settings
+from tasks.store import Claim, JobStore
+from tests.integration.test_store import make_job
+from worker.lease import LeaseKeeper
+
+MODEL = "piper-joe"
+
+
+def test_claim_refuses_a_job_leased_by_another_live_holder(store: JobStore) -> None:
+    job = make_job()
+    store.create(job)
+    first = store.claim(job.id, 3, holder="worker-a", lease_ms=300)
+    assert (first.verdict, first.attempts) == (Claim.RUN, 1)
+    assert store.claim(job.id, 3, holder="worker-b", lease_ms=300).verdict is Claim.BUSY
+    # Its own holder (a prefork child of the same worker, after a sibling died) may.
+    assert store.claim(job.id, 3, holder="worker-a", lease_ms=300).verdict is Claim.RUN
+    time.sleep(0.4)  # worker-a died: its lease lapsed
+    late = store.claim(job.id, 3, holder="worker-b", lease_ms=300)
+    assert (late.verdict, late.attempts) == (Claim.RUN, 3)
+
+
+def test_lease_keeper_renews_its_own_and_never_steals(redis_client: redis.Redis) -> None:
+    redis_client.set(keys.job_lease_key("theirs"), "worker-b", px=5000)
+    keeper = LeaseKeeper(redis_client, "worker-a", 2.0, held=lambda: ["mine", "theirs"])
+    assert keeper.renew_once() == 1
+    assert redis_client.get(keys.job_lease_key("mine")) == "worker-a"
+    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
+    # On shutdown it frees its own, so the next worker may claim them at once.
+    assert keeper.stop() == 1
+    assert redis_client.get(keys.job_lease_key("mine")) is None
+    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def queued_ids(client: redis.Redis) -> list[str]:
+    return [
+        json.loads(raw)["headers"]["id"]
+        for name in broker_lists(MODEL)
+        for raw in client.lrange(name, 0, -1)
+    ]
+
+
+def test_reconciler_resends_only_jobs_orphaned_for_a_lease_period(
+    settings: Settings, store: JobStore, redis_client: redis.Redis
+) -> None:
+    celery = create_app(settings)
+    clock = Clock()
+    reconciler = Reconciler(redis_client, celery, [MODEL], lease_s=2.0, clock=clock)
+    orphan, leased, done = make_job(), make_job(), make_job()
+    for job in (orphan, leased, done):
+        store.create(job)
+        redis_client.zadd(keys.inflight_key(MODEL), {job.id: 1.0})
+    store.claim(orphan.id, 3)  # running on a worker that then died
+    store.claim(leased.id, 3, holder="alive", lease_ms=60_000)
+    store.cancel(done.id)
+    # The dead worker's delivery, as kombu keeps it.
+    message = {"headers": {"id": orphan.id}, "body": ""}
+    redis_client.hset(keys.KOMBU_UNACKED, "tag-1", json.dumps([message, "", "synth"]))
+    redis_client.zadd(keys.KOMBU_UNACKED_INDEX, {"tag-1": 1.0})
+
+    assert reconciler.pass_once() == 0  # suspect, not yet orphaned long enough
+    assert redis_client.zrange(keys.inflight_key(MODEL), 0, -1) == sorted([orphan.id, leased.id])
+    clock.now = 2.5
+    assert reconciler.pass_once() == 1
+    assert queued_ids(redis_client) == [orphan.id]
+    assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
+    assert redis_client.zcard(keys.KOMBU_UNACKED_INDEX) == 0
+    # Now its message waits in the queue: not sent a third time.
+    clock.now = 10.0
+    assert reconciler.pass_once() == 0 and reconciler.pass_once() == 0
+    assert queued_ids(redis_client) == [orphan.id]
+    celery.close()

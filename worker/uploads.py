@@ -1,0 +1,63 @@
+"""Uploads that ride out a storage outage: retried with exponential backoff (tenacity).
+
+A failed `put` is transient (tasks.errors.StorageError); retrying it here, in the process
+that holds the encoded audio, is far cheaper than a redelivery that synthesizes again. Past
+the budget the error goes to the runner, which retries the job up to MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from tasks.errors import StorageError
+from tasks.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("upload try %d failed (%s); retrying", state.attempt_number, error)
+
+
+class RetryingStorage:
+    """A `Storage` whose `put` is tried `attempts` times before it raises StorageError."""
+
+    def __init__(
+        self, storage: Storage, attempts: int, first_wait_s: float, max_wait_s: float = 8.0
+    ) -> None:
+        self._storage = storage
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(StorageError),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=first_wait_s, max=max_wait_s),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._retrying(self._storage.put, key, data, content_type)
+
+    def delete(self, key: str) -> None:
+        self._storage.delete(key)
+
+    def copy(self, source: str, target: str) -> bool:
+        return self._storage.copy(source, target)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._storage.local_path(key)
+
+    def presigned_url(self, key: str) -> str | None:
+        return self._storage.presigned_url(key)
+
+    def check(self) -> None:
+        self._storage.check()
