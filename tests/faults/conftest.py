@@ -14,12 +14,14 @@ import httpx
 import pytest
 import redis
 
+from tasks import keys
 from tasks.settings import ModelSpec, Settings, VoiceSpec
 from tests.conftest import API_KEYS, ApiServer, RedisServer, WorkerProcess, wait_until
 
 MODEL = "fault"
 VOICE = "tone"
 TERMINAL = ("succeeded", "failed", "canceled")
+HOOK = "http://127.0.0.1:9/hook"
 
 
 @dataclass
@@ -39,7 +41,9 @@ class Fleet:
         return worker
 
     def submit(self, http: httpx.Client, texts: list[str]) -> list[str]:
-        body = {"jobs": [{"text": t, "voice": VOICE} for t in texts]}
+        # Every job asks for a callback, so its terminal events land in the outbox, where
+        # `callback_events` counts them (no receiver runs: they just wait there).
+        body = {"jobs": [{"text": t, "voice": VOICE, "callback_url": HOOK} for t in texts]}
         response = http.post("/v1/jobs/batch", json=body)
         assert response.status_code == 202, response.text
         return [job["id"] for job in response.json()["jobs"]]
@@ -60,6 +64,16 @@ class Fleet:
     def objects(self) -> list[Path]:
         root = self.tmp / "audio"
         return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    def callback_events(self, job_id: str) -> list[str]:
+        """The terminal events the store recorded for this job (one webhook-id each)."""
+        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        found = sorted(
+            k.rsplit(":", 1)[1]
+            for k in client.scan_iter(keys.callback_event_key(f"msg_{job_id}_*"))
+        )
+        client.close()
+        return found
 
     def success_lines(self, job_id: str) -> int:
         """How many times a worker recorded this job's success (a terminal event each)."""
@@ -105,6 +119,7 @@ def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[.
             "job_lease_s": 1.0,
             "reconcile_interval_s": 0.25,
             "rate_limit_per_s": 0,
+            "callback_allowed_networks": "127.0.0.0/8",
         }
         values.update(overrides)
         settings = Settings(**values)

@@ -27,6 +27,9 @@ def run_poison(make_fleet: Callable[..., Fleet], engine: str, code: str, healthy
     assert poison["attempts"] in (3, 4), poison
     assert [j["status"] for j in jobs] == ["succeeded"] * healthy
     assert len(fleet.objects()) == healthy
+    # One terminal event each: `job.failed` for the poison job, `job.succeeded` for the rest.
+    assert fleet.callback_events(poison["id"]) == [f"msg_{poison['id']}_failed"]
+    assert all(fleet.callback_events(j["id"]) == [f"msg_{j['id']}_succeeded"] for j in jobs)
     print(
         f"\n{engine}: {healthy} healthy jobs succeeded around one poison job "
         f"(failed {code} after {poison['attempts']} deliveries) in {elapsed(start)} s"

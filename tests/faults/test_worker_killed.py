@@ -22,6 +22,9 @@ def check_exactly_once(fleet: Fleet, jobs: list[dict[str, object]]) -> dict[str,
     assert len(fleet.objects()) == len(jobs)
     events = {job_id: fleet.success_lines(job_id) for job_id in ids}
     assert set(events.values()) == {1}, events
+    # One terminal callback event per job, whatever was killed: its webhook-id is stable.
+    for job_id in ids:
+        assert fleet.callback_events(job_id) == [f"msg_{job_id}_succeeded"]
     attempts = [int(str(j["attempts"])) for j in jobs]
     assert all(a >= 1 for a in attempts)
     return {
