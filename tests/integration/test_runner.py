@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks import keys
 from tasks.errors import InvalidText
-from tasks.jobs import JobStatus
+from tasks.jobs import CallbackInfo, JobStatus
 from tasks.storage import FileStorage
 from tasks.store import JobStore
 from tests.integration.test_store import make_job
@@ -108,13 +109,28 @@ def test_canceled_queued_job_never_reaches_the_engine(
     assert store.get(job.id).status is JobStatus.CANCELED  # type: ignore[union-attr]
 
 
-def test_cancel_while_running_leaves_no_audio(store: JobStore, storage: FileStorage) -> None:
-    job = make_job()
+def test_cancel_while_running_leaves_no_audio_and_no_success_event(
+    store: JobStore, storage: FileStorage
+) -> None:
+    job = make_job(callback=CallbackInfo(url="https://hooks.example.com/tts"))
     store.create(job)
     JobRunner(store, storage, DirectSynthesizer(EngineCanceledMidway(store, job.id)), 3).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
     assert storage.local_path(job.storage_key) is None
+    # The outbox holds job.canceled only: the late success wrote no job.succeeded.
+    outbox = store.redis.zrange(keys.CALLBACK_OUTBOX, 0, -1)
+    assert outbox == [f"msg_{job.id}_canceled"]
+
+
+def test_cancel_after_finish_changes_nothing(store: JobStore, storage: FileStorage) -> None:
+    job = make_job(callback=CallbackInfo(url="https://hooks.example.com/tts"))
+    store.create(job)
+    JobRunner(store, storage, DirectSynthesizer(EngineOk()), 3).run(job.id)
+    assert not store.cancel(job.id).applied
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED and final.audio is not None
+    assert store.redis.zrange(keys.CALLBACK_OUTBOX, 0, -1) == [f"msg_{job.id}_succeeded"]
 
 
 def test_long_text_is_synthesized_in_pieces_and_joined(
