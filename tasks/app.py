@@ -31,6 +31,10 @@ def create_app(settings: Settings) -> Celery:
         task_default_priority=3,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for expired unacked messages at a fraction of the visibility timeout
+            # (kombu's default sweep, ~100 s, is longer than a short timeout itself).
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1 if settings.visibility_timeout_s < 100 else 10,
             "priority_steps": PRIORITY_STEPS,
             "sep": ":",
             "queue_order_strategy": "priority",

@@ -228,6 +228,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_LOG_FORMAT=settings.log_format,
         TTSFLEET_WORKER_HEARTBEAT_S=str(settings.worker_heartbeat_s),
         TTSFLEET_JOB_LEASE_S=str(settings.job_lease_s),
+        TTSFLEET_VISIBILITY_TIMEOUT_S=str(settings.visibility_timeout_s),
         TTSFLEET_STORAGE_ATTEMPTS=str(settings.storage_attempts),
         TTSFLEET_STORAGE_RETRY_WAIT_S=str(settings.storage_retry_wait_s),
         TTSFLEET_WORKER_MAX_JOBS=str(settings.worker_max_jobs),
