@@ -31,8 +31,15 @@ async def read_json(request: Request, limit: int = JOB_BODY_LIMIT) -> Any:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return json.loads(raw.decode("utf-8"))
+        parsed = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"the body is not valid UTF-8 (byte {exc.start})") from exc
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
+    try:
+        # JSON may escape a lone surrogate ("\udc00") that no UTF-8 text can hold: refuse it
+        # here, before it is stored and every later response that shows it fails to encode.
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidJson("the body holds an unpaired UTF-16 surrogate escape") from exc
+    return parsed

@@ -42,7 +42,7 @@ return 0
 
 def fingerprint(route: str, body: Any) -> str:
     """The same JSON, however it is spaced or ordered, to the same route: the same request."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{route}\n{canonical}".encode()).hexdigest()
 
 

@@ -82,7 +82,10 @@ if ARGV[8] ~= '' then
 end
 local deadline = cjson.decode(redis.call('HGET', KEYS[1], 'deadline_s') or 'null')
 local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
-if cur == 'queued' and deadline ~= cjson.null and tonumber(ARGV[2]) > created + deadline then
+-- Only a job that never started: a transient retry waits in `queued` too.
+local started = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0
+if cur == 'queued' and not started and deadline ~= cjson.null
+   and tonumber(ARGV[2]) > created + deadline then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
@@ -106,6 +109,13 @@ return {'run', 'running', attempts}
 _DISCARD_ACTIVE = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if cur == 'queued' or cur == 'running' then release_active(KEYS[1]) end
+return 0
+"""
+
+
+# KEYS[1]: a job's lease. ARGV[1]: holder. Delete it only if it is still ours.
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -169,6 +179,7 @@ class JobStore:
         self._ttl_s = ttl_s
         # Each script may free a tenant's active slot (tasks.quota).
         self._transition = client.register_script(RELEASE_ACTIVE_LUA + _TRANSITION)
+        self._release_lease = client.register_script(_RELEASE_LEASE)
         self._claim = client.register_script(RELEASE_ACTIVE_LUA + _CLAIM)
         self._discard_active = client.register_script(RELEASE_ACTIVE_LUA + _DISCARD_ACTIVE)
 
@@ -321,9 +332,13 @@ class JobStore:
             finished_at=utc_now(),
         )
 
-    def requeue(self, job_id: str) -> TransitionResult:
-        """A running job whose attempt failed transiently waits for its next delivery."""
-        return self.transition(job_id, ("running",), JobStatus.QUEUED)
+    def requeue(self, job_id: str, holder: str = "") -> TransitionResult:
+        """A running job whose attempt failed transiently waits for its next delivery; this
+        worker's lease goes, so the retry may run on any worker at once."""
+        result = self.transition(job_id, ("running",), JobStatus.QUEUED)
+        if result.applied and holder:
+            self._release_lease(keys=[keys.job_lease_key(job_id)], args=[holder])
+        return result
 
     def cancel(self, job_id: str) -> TransitionResult:
         return self.transition(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks import logs
-from tasks.errors import FleetError, PermanentError
+from tasks.errors import EngineError, FleetError, PermanentError
 from worker.engines import Audio, Engine, SynthesisRequest
 
 log = logging.getLogger(__name__)
@@ -119,18 +119,35 @@ class Batcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        # Whoever still waits gets an answer: the job is retried, not left hanging.
+        while not self._queue.empty():
+            _abandon([self._queue.get_nowait()], EngineError("the worker is shutting down"))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             batch = collect(self._queue, self.max_size, self.max_wait_s)
             if not batch:
                 continue
-            with logs.bound(**logs.batch_fields([item.context for item in batch])):
-                started = time.perf_counter()
-                for items in group(batch):
-                    run_group(self.engine, items)
-                if self._on_batch is not None:
-                    self._on_batch(len(batch), time.perf_counter() - started)
+            try:
+                with logs.bound(**logs.batch_fields([item.context for item in batch])):
+                    started = time.perf_counter()
+                    for items in group(batch):
+                        run_group(self.engine, items)
+                    if self._on_batch is not None:
+                        self._on_batch(len(batch), time.perf_counter() - started)
+            except BaseException as exc:
+                # This thread serves every task thread of the process: it must not die, and
+                # no future of the batch may stay open (its job would hang in `running`).
+                log.exception("batch failed outside the engine")
+                _abandon(batch, EngineError(f"{type(exc).__name__}: {exc}"))
+                if not isinstance(exc, Exception):
+                    raise
+
+
+def _abandon(items: Sequence[Item], error: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 class DirectSynthesizer:
@@ -147,8 +164,6 @@ class DirectSynthesizer:
 
 
 def _result(future: Future[Audio]) -> Audio | FleetError:
-    from tasks.errors import EngineError
-
     exc = future.exception()
     if exc is None:
         return future.result()

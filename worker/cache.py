@@ -20,6 +20,12 @@ import redis
 from tasks import keys
 from tasks.jobs import AudioInfo, Job
 
+# KEYS[1]: a cache entry. ARGV[1]: the object key it must still point at to be dropped.
+_FORGET = """
+if redis.call('HGET', KEYS[1], 'storage_key') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class CachedAudio:
@@ -37,6 +43,7 @@ class ResultCache:
         self._redis = client
         self._ttl_s = ttl_s
         self._lease_ms = int(lease_s * 1000)
+        self._forget = client.register_script(_FORGET)
 
     def lookup(self, digest: str) -> CachedAudio | None:
         raw = cast(dict[str, str], self._redis.hgetall(keys.cache_key(digest)))
@@ -64,9 +71,10 @@ class ResultCache:
         pipe.expire(keys.cache_key(digest), self._ttl_s)
         pipe.execute()
 
-    def forget(self, digest: str) -> None:
-        """Drop an entry whose object is gone."""
-        self._redis.delete(keys.cache_key(digest))
+    def forget(self, digest: str, storage_key: str) -> None:
+        """Drop the entry if it still points at `storage_key` (whose object is gone), never
+        a newer entry another worker wrote meanwhile."""
+        self._forget(keys=[keys.cache_key(digest)], args=[storage_key])
 
     def wait(self, digest: str, timeout_s: float, poll_s: float = 0.02) -> CachedAudio | None:
         """The entry once the leaseholder stored it; None if the lease ends without one."""

@@ -189,7 +189,8 @@ class CallbackDelivery:
         if attempt.status in RETRY_AFTER_STATUSES:
             wait = retry_after_s(attempt.retry_after, now)
             if wait is not None:
-                return now + wait
+                # Never past the schedule's last attempt (24 h): the event would outlive its key.
+                return min(now + wait, event.first_ts + self.schedule[-1])
         offset = self.schedule[event.attempts + 1]
         gap = offset - self.schedule[event.attempts]
         # Jitter within a tenth of the gap spreads a receiver's recovery load.

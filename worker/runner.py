@@ -98,7 +98,10 @@ class JobRunner:
                 exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
             )
             log.warning("job %s attempt %d failed: %s", job_id, claim.attempts, error.message)
-            if claim.attempts < self.max_attempts and self.store.requeue(job_id).applied:
+            if (
+                claim.attempts < self.max_attempts
+                and self.store.requeue(job_id, self.holder).applied
+            ):
                 return Outcome(status=JobStatus.QUEUED, retry_in=float(2 ** (claim.attempts - 1)))
             self.store.fail(job_id, ErrorInfo(code=error.code, message=error.message))
             return Outcome(status=JobStatus.FAILED, voice=job.voice, code=error.code)
@@ -106,10 +109,19 @@ class JobRunner:
         if not result.applied:
             # Canceled while it ran: a canceled job exposes no audio.
             if result.previous is JobStatus.CANCELED:
-                self.storage.delete(job.storage_key)
+                self._discard_audio(job)
             return Outcome(status=result.previous, voice=job.voice)
         log.info("job %s succeeded on attempt %d", job_id, claim.attempts)
         return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
+
+    def _discard_audio(self, job: Job) -> None:
+        """Remove a canceled job's object, and the cache entry that points at it."""
+        if self.cache is not None:
+            self.cache.forget(request_digest(job, self.model_version), job.storage_key)
+        try:
+            self.storage.delete(job.storage_key)
+        except Exception as exc:  # the job is canceled either way; the object is an orphan
+            log.warning("job %s: cannot delete %s: %s", job.id, job.storage_key, exc)
 
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:
@@ -136,7 +148,7 @@ class JobRunner:
             hit.storage_key, job.storage_key
         ):
             if self.cache is not None:
-                self.cache.forget(digest)
+                self.cache.forget(digest, hit.storage_key)
             return None
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 

@@ -246,3 +246,18 @@ def test_wrong_method_is_405_json(api: ApiServer) -> None:
     with api.client() as http:
         response = http.delete("/v1/jobs")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("escape", ["\\udc00", "\\ud800", "\\udfff x"])
+def test_lone_surrogate_escapes_are_refused_before_anything_is_stored(
+    api: ApiServer, redis_client: redis.Redis, escape: str
+) -> None:
+    for body in (
+        '{"text": "hi", "metadata": {"k": "' + escape + '"}}',
+        '{"text": "hi ' + escape + '"}',
+    ):
+        for headers in ({**AUTH, **JSON}, {**AUTH, **JSON, "Idempotency-Key": "k-1"}):
+            response = httpx.post(api.url + "/v1/jobs", content=body.encode(), headers=headers)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "invalid_json"
+    assert_no_job_left(redis_client)

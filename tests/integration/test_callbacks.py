@@ -268,10 +268,24 @@ def test_retry_after_is_honoured(
 ) -> None:
     receiver.script = [(status, {"Retry-After": "1"})]
     job = finished_job(store, receiver.url)
-    run_worker(delivery_for(cb_settings, store))
+    # A schedule that runs past the Retry-After (a wait is capped at the last offset).
+    longer = cb_settings.model_copy(update={"callback_retry_schedule": "0,0.3,0.6,5"})
+    run_worker(delivery_for(longer, store))
     wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
     gap = receiver.received[1].at - receiver.received[0].at
     assert 0.95 <= gap <= 2.0, gap  # the schedule alone would have retried after 0.3 s
+
+
+def test_retry_after_past_the_schedule_is_capped_at_its_last_attempt(
+    store: JobStore, cb_settings: Settings, receiver: Receiver, run_worker: Any
+) -> None:
+    receiver.script = [(503, {}), (429, {"Retry-After": "31536000"})]
+    job = finished_job(store, receiver.url)
+    run_worker(delivery_for(cb_settings, store))
+    # A year's Retry-After would outlive the event; the last scheduled attempt (0.9 s) comes.
+    wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
+    gap = receiver.received[2].at - receiver.received[0].at
+    assert gap <= 2.0, gap
 
 
 def test_redirects_are_not_followed(

@@ -128,3 +128,30 @@ def test_autotune_caps_the_batch_at_the_knee(caplog: pytest.LogCaptureFixture) -
     caplog.set_level("INFO")
     assert find_knee(Saturating(), max_size=16, repeats=2, share=0.8) == 4
     assert "batch size autotune" in caplog.text and "16:" in caplog.text
+
+
+def test_a_failure_outside_the_engine_fails_the_batch_and_the_thread_lives_on() -> None:
+    """A broken callback must not kill the batcher and leave task threads waiting forever."""
+    calls: list[int] = []
+
+    def explode(size: int, _: float) -> None:
+        calls.append(size)
+        if len(calls) == 1:
+            raise RuntimeError("metrics backend down")
+
+    batcher = Batcher(RecordingEngine(), max_size=4, max_wait_s=0.01, on_batch=explode)
+    first = batcher.synthesize([SynthesisRequest("one", "v")])
+    second = batcher.synthesize([SynthesisRequest("two", "v")])
+    batcher.stop()
+    # The first batch's audio was made before its callback blew up: it stands. The thread
+    # survived and served the next batch.
+    assert isinstance(first[0], Audio) and isinstance(second[0], Audio)
+    assert calls == [1, 1]
+
+
+def test_items_left_at_stop_are_answered_not_left_waiting() -> None:
+    batcher = Batcher(RecordingEngine(), max_size=4, max_wait_s=0.01)
+    batcher.stop()
+    (future,) = batcher.submit([SynthesisRequest("too late", "v")])
+    batcher.stop()
+    assert isinstance(future.exception(timeout=1), EngineError)
