@@ -127,3 +127,14 @@ def test_list_pages_newest_first_with_status_filter(store: JobStore) -> None:
 
     canceled, _ = store.list("acme", JobStatus.CANCELED, 10, None)
     assert [j.id for j in canceled] == [jobs[4].id, jobs[1].id]
+
+
+def test_deadline_does_not_fail_a_job_that_already_started(store: JobStore) -> None:
+    """A transient retry waits in `queued` again; `deadline_s` is about the first start."""
+    job = make_job(deadline_s=1)
+    store.create(job)
+    assert store.claim(job.id, 3).verdict is Claim.RUN
+    assert store.requeue(job.id).applied
+    store.redis.hset(keys.job_key(job.id), "created_ts", repr(time.time() - 60))
+    claim = store.claim(job.id, 3)
+    assert (claim.verdict, claim.attempts) == (Claim.RUN, 2)
