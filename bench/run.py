@@ -130,7 +130,7 @@ def wait_all(client: Any, ids: list[str], timeout: float = 600) -> list[dict[str
     wanted = set(ids)
     deadline = time.monotonic() + timeout
     while True:
-        found = {j["id"]: j for j in client.jobs(limit=500) if j["id"] in wanted}
+        found = {j["id"]: j for j in client.iter_jobs() if j["id"] in wanted}
         if len(found) == len(wanted) and all(
             j["status"] in ("succeeded", "failed", "canceled") for j in found.values()
         ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,18 @@ class Client:
             params["status"] = status
         jobs: list[dict[str, Any]] = self._call("GET", "/v1/jobs", params=params)["jobs"]
         return jobs
+
+    def iter_jobs(self, status: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every job of the tenant, newest first, following `next_cursor` page by page."""
+        params: dict[str, Any] = {"limit": page}
+        if status:
+            params["status"] = status
+        while True:
+            answer = self._call("GET", "/v1/jobs", params=params)
+            yield from answer["jobs"]
+            if not answer["next_cursor"]:
+                return
+            params["cursor"] = answer["next_cursor"]
 
     def voices(self) -> list[dict[str, Any]]:
         voices: list[dict[str, Any]] = self._call("GET", "/v1/voices")

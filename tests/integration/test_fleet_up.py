@@ -3,6 +3,7 @@ every process it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -124,5 +125,9 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         wait_until(lambda: not any(alive(pid) for pid in tree), timeout=10)
     finally:
         if up.poll() is None:
+            # A failed run must not leave its fleet behind: SIGKILL the whole tree.
+            for pid in descendants(up.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             up.kill()
             up.wait()
