@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ from tests.integration.test_pipeline import SENTENCE, wait_terminal
 
 MODEL = "piper-joe"
 QUEUE = "synth.piper-joe"
+
+
+@contextmanager
+def dispatching(settings: Settings) -> Iterator[None]:
+    """A dispatcher for the duration: the module's API runs without one, so jobs wait
+    pending until a test chooses to let them go."""
+    dispatcher = DispatcherThread(settings)
+    dispatcher.start()
+    try:
+        yield
+    finally:
+        dispatcher.stop()
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -123,13 +136,9 @@ def test_metrics_of_api_and_worker_move_as_jobs_run(
         waiting = scrape(api.url + "/metrics")
         assert value(waiting, "ttsfleet_pending_jobs", model=MODEL) == 2
         assert value(waiting, "ttsfleet_queue_oldest_age_seconds", queue=QUEUE) > 0
-        dispatcher = DispatcherThread(api.settings)
-        dispatcher.start()
-        try:
+        with dispatching(api.settings):
             assert wait_terminal(http, good["id"])["status"] == "succeeded"
             assert wait_terminal(http, bad["id"])["status"] == "failed"
-        finally:
-            dispatcher.stop()
     drained = scrape(api.url + "/metrics")
     assert value(drained, "ttsfleet_pending_jobs", model=MODEL) == 0
     assert value(drained, "ttsfleet_queue_depth", queue=QUEUE) == 0
@@ -157,12 +166,8 @@ def test_worker_logs_json_lines_that_name_the_job(
     api, worker, _ = ops_fleet
     with api.client() as http:
         job = http.post("/v1/jobs", json={"text": "Logs should name me."}).json()
-        dispatcher = DispatcherThread(api.settings)
-        dispatcher.start()
-        try:
+        with dispatching(api.settings):
             assert wait_terminal(http, job["id"])["status"] == "succeeded"
-        finally:
-            dispatcher.stop()
 
     def job_lines() -> list[dict[str, Any]]:
         # Celery prints a few lines past logging (a warm shutdown's notice); the rest is JSON.
@@ -217,12 +222,8 @@ def test_counters_outlive_a_killed_prefork_child(
     assert value(scrape(worker_metrics), finished, model=MODEL) == before
     with api.client() as http:
         job = http.post("/v1/jobs", json={"text": SENTENCE}).json()
-        dispatcher = DispatcherThread(api.settings)
-        dispatcher.start()
-        try:
+        with dispatching(api.settings):
             assert wait_terminal(http, job["id"])["status"] == "succeeded"
-        finally:
-            dispatcher.stop()
     # (Plus the job the fleet test left pending, which this dispatcher also moves.)
     assert value(scrape(worker_metrics), finished, model=MODEL) >= before + 1
 
