@@ -64,8 +64,10 @@ return {0, cur}
 
 # A worker takes a delivery. KEYS: job, outbox, event of `failed`, the job's lease. ARGV: now
 # (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
-# deadline_exceeded, failed event id, event TTL, holder ('' for no lease), lease milliseconds.
-# Returns {verdict, status, attempts}.
+# deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease milliseconds,
+# worker ('' for none), stale run ('' for none). A lease held by anything but this run, its
+# worker's bare mark (set on a prefetched job, worker.lease) or a run known to be over is a
+# live run elsewhere: `busy`. Returns {verdict, status, attempts}.
 _CLAIM = (
     _OUTBOX_ENQUEUE
     + """
@@ -75,8 +77,8 @@ if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
   return {'terminal', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
 if ARGV[8] ~= '' then
-  local holder = redis.call('GET', KEYS[4])
-  if holder and holder ~= ARGV[8] then
+  local held = redis.call('GET', KEYS[4])
+  if held and held ~= ARGV[8] and held ~= ARGV[10] and held ~= ARGV[11] then
     return {'busy', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
   end
 end
@@ -91,13 +93,15 @@ if cur == 'queued' and not started and deadline ~= cjson.null
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts > tonumber(ARGV[3]) then
+-- `attempts` counts the runs that started; a delivery past the limit is not one.
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'exhausted', 'failed', attempts}
 end
+attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
 if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9]) end
 return {'run', 'running', attempts}
@@ -128,8 +132,8 @@ class Claim(StrEnum):
     EXHAUSTED = "exhausted"  # past MAX_ATTEMPTS: now failed with worker_lost
     EXPIRED = "expired"  # past its deadline before it started: now failed
     MISSING = "missing"  # no record (expired by TTL or never written)
-    # Another live process holds the job's lease (a duplicate delivery): ack, do nothing; if
-    # that holder dies, the reconciler sends the job again.
+    # Another live run holds the job's lease (a duplicate delivery): ack, do nothing; if that
+    # run dies, its lease lapses and the reconciler sends the job again.
     BUSY = "busy"
 
 
@@ -264,11 +268,20 @@ class JobStore:
         return found, last
 
     def claim(
-        self, job_id: str, max_attempts: int, holder: str = "", lease_ms: int = 0
+        self,
+        job_id: str,
+        max_attempts: int,
+        holder: str = "",
+        lease_ms: int = 0,
+        worker: str = "",
+        stale: str = "",
     ) -> ClaimResult:
-        """Count a delivery and move the job to `running`, or say why it must not run.
-        With a `holder`, a job whose lease another holder has is refused (`BUSY`), and a
-        job that runs is leased to `holder` for `lease_ms`."""
+        """Count a run and move the job to `running`, or say why it must not run.
+
+        With a `holder` (the name of this run, worker.lease), a job whose lease names anything
+        else is refused (`BUSY`), except the bare mark of this run's own `worker` and a
+        `stale` run the caller knows is over; a job that runs is leased to `holder` for
+        `lease_ms`."""
         lost = ErrorInfo(
             code=WorkerLost.code,
             message=f"the job was delivered {max_attempts} times and never finished",
@@ -294,9 +307,15 @@ class JobStore:
                 self._ttl_s,
                 holder,
                 lease_ms,
+                worker,
+                stale,
             ],
         )
         return ClaimResult(Claim(verdict), int(attempts))
+
+    def lease_holder(self, job_id: str) -> str | None:
+        """Whom the job's lease names now (worker.lease), if anyone."""
+        return cast(str | None, self._redis.get(keys.job_lease_key(job_id)))
 
     def transition(
         self, job_id: str, allowed: tuple[str, ...], to: JobStatus, **fields: Any
@@ -333,8 +352,8 @@ class JobStore:
         )
 
     def requeue(self, job_id: str, holder: str = "") -> TransitionResult:
-        """A running job whose attempt failed transiently waits for its next delivery; this
-        worker's lease goes, so the retry may run on any worker at once."""
+        """A running job whose attempt failed transiently waits for its next delivery; the
+        lease of this run (`holder`) goes, so the retry may run on any worker at once."""
         result = self.transition(job_id, ("running",), JobStatus.QUEUED)
         if result.applied and holder:
             self._release_lease(keys=[keys.job_lease_key(job_id)], args=[holder])

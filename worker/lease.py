@@ -1,12 +1,17 @@
-"""Job leases: the worker process keeps a short-TTL key per job whose message it holds.
+"""Job leases: a short-TTL key per job that names who may run it now.
 
-The holder is the worker's main process (the Celery consumer), not the process that runs
-the engine: it knows every message it holds, received or running (`celery.worker.state`),
-whatever the pool, and a prefork child inherits its `HOLDER` so that the child's claim
-(tasks.store) takes the lease in the same name. A killed child's job, requeued at once by
-`task_reject_on_worker_lost`, is therefore claimed again by its own worker; a killed main
-process stops renewing, its leases lapse within `job_lease_s`, and the reconciler
-(tasks.reconciler) sends its jobs again.
+Two kinds of names. The worker's main process (the Celery consumer) knows every message it
+holds, prefetched or running (`celery.worker.state`), whatever the pool: it marks the free
+leases of those jobs with its bare `HOLDER` and renews every lease of its own. A run names
+itself `HOLDER/pid` when its claim (tasks.store) takes the lease, so the store can tell two
+runs of one worker apart: a redelivery that reaches a sibling prefork child, or a second
+thread, while the first run is alive is `busy`, not a second parallel run.
+
+When the earlier run of the same worker is over, `Runs.stale` says so (its process is gone,
+or it is this process and no longer runs the job) and the claim takes the lease over at
+once: a killed child's job, requeued by `task_reject_on_worker_lost`, runs again on its own
+worker without waiting for the lease to lapse. A killed main process stops renewing, its
+leases lapse within `job_lease_s`, and the reconciler (tasks.reconciler) sends its jobs again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import redis
 
@@ -27,27 +33,98 @@ log = logging.getLogger(__name__)
 # Made once in the worker's main process at import; prefork children inherit it.
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-# KEYS: job leases. ARGV: holder, milliseconds. Renew ours, take free ones, never steal.
-_RENEW = """
+# Lua: is lease value `held` this worker's (`worker`) bare mark, or one of its runs?
+_OURS = """
+local function ours(held, worker)
+  return held == worker or string.sub(held, 1, #worker + 1) == worker .. '/'
+end
+"""
+
+# KEYS: job leases. ARGV: worker, milliseconds. Renew ours (runs keep their name), mark free
+# ones, never steal.
+_RENEW = (
+    _OURS
+    + """
 local n = 0
 for _, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if not holder or holder == ARGV[1] then
+  local held = redis.call('GET', key)
+  if not held then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    n = n + 1
+  elseif ours(held, ARGV[1]) then
+    redis.call('PEXPIRE', key, ARGV[2])
     n = n + 1
   end
 end
 return n
 """
+)
 
-# KEYS: job leases. ARGV: holder. Delete the ones that are still ours.
-_RELEASE = """
+# KEYS: job leases. ARGV: worker. Delete the ones that are still ours.
+_RELEASE = (
+    _OURS
+    + """
 local n = 0
 for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
+  local held = redis.call('GET', key)
+  if held and ours(held, ARGV[1]) then n = n + redis.call('DEL', key) end
 end
 return n
 """
+)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runs:
+    """The runs of this process: each run's lease name, the jobs running here now, and whether
+    an earlier run of the same worker, named by a lease, is over."""
+
+    def __init__(self, worker: str = HOLDER, alive: Callable[[int], bool] = _process_alive) -> None:
+        self.worker = worker
+        self._alive = alive
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        """This process's runs' lease name (read at call time: a prefork child's own pid)."""
+        return f"{self.worker}/{os.getpid()}"
+
+    @contextmanager
+    def running(self, job_id: str) -> Iterator[bool]:
+        """Yields False when this process already runs `job_id` (a second delivery reached
+        another thread): the caller must not run it."""
+        with self._lock:
+            first = job_id not in self._running
+            self._running.add(job_id)
+        try:
+            yield first
+        finally:
+            if first:
+                with self._lock:
+                    self._running.discard(job_id)
+
+    def stale(self, held: str | None) -> str:
+        """`held` if it names a run of this worker that is over, else ''. Ask from inside a
+        `running` that yielded True: then no other run of the job is alive in this process."""
+        if not held or not held.startswith(self.worker + "/"):
+            return ""
+        try:
+            pid = int(held.rsplit("/", 1)[1])
+        except ValueError:
+            return ""
+        if pid == os.getpid():
+            return held
+        return "" if self._alive(pid) else held
 
 
 def held_by_this_worker() -> set[str]:

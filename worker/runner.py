@@ -21,10 +21,11 @@ from tasks.errors import (
 )
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
 from tasks.storage import Storage
-from tasks.store import Claim, JobStore
+from tasks.store import Claim, ClaimResult, JobStore
 from worker.audio import encode, join
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
+from worker.lease import Runs
 from worker.text import PIECE_CHARS, split_text
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class JobRunner:
         cache: ResultCache | None = None,
         model_version: str = "",
         piece_chars: int = PIECE_CHARS,
-        holder: str = "",
+        runs: Runs | None = None,
         lease_ms: int = 0,
     ) -> None:
         self.store = store
@@ -74,12 +75,21 @@ class JobRunner:
         self.cache = cache
         self.model_version = model_version
         self.piece_chars = piece_chars
-        # The lease this process's heartbeat renews (worker.lease); '' runs without one.
-        self.holder = holder
+        # How runs name themselves in job leases (worker.lease); None runs without a lease.
+        self.runs = runs
         self.lease_ms = lease_ms
 
     def run(self, job_id: str) -> Outcome:
-        claim = self.store.claim(job_id, self.max_attempts, self.holder, self.lease_ms)
+        if self.runs is None:
+            return self._run(job_id, "")
+        with self.runs.running(job_id) as first:
+            if not first:
+                log.info("job %s not run: already running in this process", job_id)
+                return Outcome(status=None)
+            return self._run(job_id, self.runs.name)
+
+    def _run(self, job_id: str, name: str) -> Outcome:
+        claim = self._claim(job_id, name)
         if claim.verdict is not Claim.RUN:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
             # The claim itself failed a job past its attempts or its deadline: count that end.
@@ -98,10 +108,7 @@ class JobRunner:
                 exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
             )
             log.warning("job %s attempt %d failed: %s", job_id, claim.attempts, error.message)
-            if (
-                claim.attempts < self.max_attempts
-                and self.store.requeue(job_id, self.holder).applied
-            ):
+            if claim.attempts < self.max_attempts and self.store.requeue(job_id, name).applied:
                 return Outcome(status=JobStatus.QUEUED, retry_in=float(2 ** (claim.attempts - 1)))
             self.store.fail(job_id, ErrorInfo(code=error.code, message=error.message))
             return Outcome(status=JobStatus.FAILED, voice=job.voice, code=error.code)
@@ -113,6 +120,14 @@ class JobRunner:
             return Outcome(status=result.previous, voice=job.voice)
         log.info("job %s succeeded on attempt %d", job_id, claim.attempts)
         return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
+
+    def _claim(self, job_id: str, name: str) -> ClaimResult:
+        if self.runs is None:
+            return self.store.claim(job_id, self.max_attempts)
+        stale = self.runs.stale(self.store.lease_holder(job_id))
+        return self.store.claim(
+            job_id, self.max_attempts, name, self.lease_ms, self.runs.worker, stale
+        )
 
     def _discard_audio(self, job: Job) -> None:
         """Remove a canceled job's object, and the cache entry that points at it."""

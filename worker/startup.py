@@ -22,7 +22,7 @@ from worker import metrics
 from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
 from worker.engines import build_engine
-from worker.lease import HOLDER, LeaseKeeper
+from worker.lease import HOLDER, LeaseKeeper, Runs
 from worker.recycle import RecyclePolicy, install_in_prefork_child
 from worker.runner import JobRunner, Synthesizer
 from worker.uploads import RetryingStorage
@@ -69,7 +69,7 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
             settings.storage_retry_wait_s,
         ),
         synthesizer, settings.max_attempts, cache,
-        engine.version, holder=HOLDER, lease_ms=int(settings.job_lease_s * 1000),
+        engine.version, runs=Runs(HOLDER), lease_ms=int(settings.job_lease_s * 1000),
     )  # fmt: skip
     if settings.worker_ready_file is not None:
         settings.worker_ready_file.touch()

@@ -1,5 +1,5 @@
 """Job leases and the reconciler on a real redis-server: a claim never runs a job another
-live holder has; an orphaned job is sent again only once it has stayed orphaned for a lease
+live run has; an orphaned job is sent again only once it has stayed orphaned for a lease
 period, and a queued or leased one never is."""
 
 from __future__ import annotations
@@ -21,29 +21,48 @@ from worker.lease import LeaseKeeper
 MODEL = "piper-joe"
 
 
-def test_claim_refuses_a_job_leased_by_another_live_holder(store: JobStore) -> None:
+def test_claim_refuses_a_job_leased_by_another_live_run(store: JobStore) -> None:
     job = make_job()
     store.create(job)
-    first = store.claim(job.id, 3, holder="worker-a", lease_ms=300)
+    first = store.claim(job.id, 3, holder="w-a/11", lease_ms=300, worker="w-a")
     assert (first.verdict, first.attempts) == (Claim.RUN, 1)
-    assert store.claim(job.id, 3, holder="worker-b", lease_ms=300).verdict is Claim.BUSY
-    # Its own holder (a prefork child of the same worker, after a sibling died) may.
-    assert store.claim(job.id, 3, holder="worker-a", lease_ms=300).verdict is Claim.RUN
-    time.sleep(0.4)  # worker-a died: its lease lapsed
-    late = store.claim(job.id, 3, holder="worker-b", lease_ms=300)
+    # Another worker, and another run of the same worker (a sibling child): busy.
+    assert store.claim(job.id, 3, "w-b/12", 300, "w-b").verdict is Claim.BUSY
+    assert store.claim(job.id, 3, "w-a/13", 300, "w-a").verdict is Claim.BUSY
+    # The same worker, once it knows that run is over (its child died), takes it at once.
+    again = store.claim(job.id, 3, "w-a/13", 300, "w-a", stale="w-a/11")
+    assert (again.verdict, again.attempts) == (Claim.RUN, 2)
+    assert store.lease_holder(job.id) == "w-a/13"
+    time.sleep(0.4)  # worker w-a died: its lease lapsed
+    late = store.claim(job.id, 3, "w-b/12", 300, "w-b")
     assert (late.verdict, late.attempts) == (Claim.RUN, 3)
 
 
+def test_claim_takes_a_job_its_own_worker_marked(store: JobStore) -> None:
+    """The keeper marks a prefetched job with the worker's bare name: its runs may claim it,
+    other workers may not."""
+    job = make_job()
+    store.create(job)
+    store.redis.set(keys.job_lease_key(job.id), "w-a", px=5000)
+    assert store.claim(job.id, 3, "w-b/12", 300, "w-b").verdict is Claim.BUSY
+    assert store.claim(job.id, 3, "w-a/11", 300, "w-a").verdict is Claim.RUN
+
+
 def test_lease_keeper_renews_its_own_and_never_steals(redis_client: redis.Redis) -> None:
-    redis_client.set(keys.job_lease_key("theirs"), "worker-b", px=5000)
-    keeper = LeaseKeeper(redis_client, "worker-a", 2.0, held=lambda: ["mine", "theirs"])
-    assert keeper.renew_once() == 1
+    redis_client.set(keys.job_lease_key("theirs"), "worker-b/7", px=5000)
+    redis_client.set(keys.job_lease_key("running"), "worker-a/8", px=500)
+    keeper = LeaseKeeper(redis_client, "worker-a", 2.0, held=lambda: ["mine", "running", "theirs"])
+    assert keeper.renew_once() == 2
     assert redis_client.get(keys.job_lease_key("mine")) == "worker-a"
-    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
+    # A run's lease keeps the run's name and the keeper's TTL.
+    assert redis_client.get(keys.job_lease_key("running")) == "worker-a/8"
+    assert redis_client.pttl(keys.job_lease_key("running")) > 1000
+    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b/7"
     # On shutdown it frees its own, so the next worker may claim them at once.
-    assert keeper.stop() == 1
+    assert keeper.stop() == 2
     assert redis_client.get(keys.job_lease_key("mine")) is None
-    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b"
+    assert redis_client.get(keys.job_lease_key("running")) is None
+    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b/7"
 
 
 class Clock:
@@ -73,7 +92,7 @@ def test_reconciler_resends_only_jobs_orphaned_for_a_lease_period(
         store.create(job)
         redis_client.zadd(keys.inflight_key(MODEL), {job.id: 1.0})
     store.claim(orphan.id, 3)  # running on a worker that then died
-    store.claim(leased.id, 3, holder="alive", lease_ms=60_000)
+    store.claim(leased.id, 3, holder="alive/1", lease_ms=60_000, worker="alive")
     store.cancel(done.id)
     # The dead worker's delivery, as kombu keeps it.
     message = {"headers": {"id": orphan.id}, "body": ""}

@@ -76,9 +76,10 @@ def test_claims_count_attempts_and_stop_at_the_limit(store: JobStore) -> None:
     store.create(job)
     assert [store.claim(job.id, 2).verdict for _ in range(2)] == [Claim.RUN, Claim.RUN]
     claim = store.claim(job.id, 2)
-    assert claim.verdict is Claim.EXHAUSTED and claim.attempts == 3
+    # The delivery that finds the limit reached is not a run: attempts stays at the limit.
+    assert claim.verdict is Claim.EXHAUSTED and claim.attempts == 2
     final = store.get(job.id)
-    assert final is not None and final.status is JobStatus.FAILED
+    assert final is not None and final.status is JobStatus.FAILED and final.attempts == 2
     assert final.error is not None and final.error.code == "worker_lost"
 
 
