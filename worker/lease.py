@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import redis
 
 from tasks import keys
+from worker import process
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +75,11 @@ return n
 )
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Runs:
     """The runs of this process: each run's lease name, the jobs running here now, and whether
     an earlier run of the same worker, named by a lease, is over."""
 
-    def __init__(self, worker: str = HOLDER, alive: Callable[[int], bool] = _process_alive) -> None:
+    def __init__(self, worker: str = HOLDER, alive: Callable[[int], bool] = process.alive) -> None:
         self.worker = worker
         self._alive = alive
         self._lock = threading.Lock()

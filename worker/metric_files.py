@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from worker.process import alive
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DIR_PREFIX = "prometheus-worker-"
 
@@ -58,13 +60,3 @@ def forget_dead_children(directory: Path) -> None:
         match = re.search(r"_(\d+)\.db$", path.name)
         if match and not alive(int(match.group(1))):
             multiprocess.mark_process_dead(int(match.group(1)), str(directory))  # type: ignore[no-untyped-call]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
