@@ -8,9 +8,13 @@ Option `batching` ("loop" or "padded") picks the worker's pool like a real engin
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -51,6 +55,21 @@ class ToneEngine:
         """What this engine does wrong; the healthy engine does nothing."""
 
 
+@contextmanager
+def _sole_run(runs_dir: str | None, text: str) -> Iterator[None]:
+    if not runs_dir:
+        yield
+        return
+    name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+    with open(Path(runs_dir) / f"{name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(Path(runs_dir) / "parallel.log", "a") as log:
+                log.write(f"{text}\n")
+        yield  # closing the file drops the lock
+
+
 def _tone(speed: float) -> Audio:
     t = np.arange(int(0.2 * RATE / speed), dtype=np.float32) / RATE
     return Audio(samples=(0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate=RATE)
@@ -71,10 +90,15 @@ class ExitingEngine(ToneEngine):
 
 
 class SlowEngine(ToneEngine):
-    """Takes `options["seconds"]` per batch, long enough to be killed mid-job."""
+    """Takes `options["seconds"]` per batch, long enough to be killed mid-job. With
+    `options["runs_dir"]`, it also catches two runs of one text at the same time: each run
+    holds an flock on a file named for its text (the kernel drops it when the process dies,
+    so a killed run never looks alive), and a run that finds it taken writes the text to
+    `parallel.log` there."""
 
     def fault(self, request: SynthesisRequest) -> None:
-        time.sleep(float(self.options.get("seconds", 1.0)))
+        with _sole_run(self.options.get("runs_dir"), request.text):
+            time.sleep(float(self.options.get("seconds", 1.0)))
 
 
 _LEAKED: list[bytearray] = []

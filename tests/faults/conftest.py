@@ -81,6 +81,26 @@ class Fleet:
         return sum(w.log.read_text().count(needle) for w in self.workers)
 
 
+def check_exactly_once(fleet: Fleet, jobs: list[dict[str, object]]) -> dict[str, int]:
+    statuses = [j["status"] for j in jobs]
+    assert statuses == ["succeeded"] * len(jobs), statuses
+    ids = [str(j["id"]) for j in jobs]
+    assert len(fleet.objects()) == len(jobs)
+    events = {job_id: fleet.success_lines(job_id) for job_id in ids}
+    assert set(events.values()) == {1}, events
+    # One terminal callback event per job, whatever was killed: its webhook-id is stable.
+    for job_id in ids:
+        assert fleet.callback_events(job_id) == [f"msg_{job_id}_succeeded"]
+    attempts = [int(str(j["attempts"])) for j in jobs]
+    assert all(a >= 1 for a in attempts)
+    return {
+        "jobs": len(jobs),
+        "lost": 0,
+        "duplicate_terminal_events": sum(events.values()) - len(jobs),
+        "deliveries": sum(attempts),
+    }
+
+
 def children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

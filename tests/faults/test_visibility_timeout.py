@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +22,12 @@ from tests.faults.conftest import Fleet, elapsed
 
 @pytest.mark.parametrize("children", [[1, 1], [2]], ids=["two-workers", "two-children"])
 def test_job_longer_than_the_visibility_timeout_runs_once(
-    make_fleet: Callable[..., Fleet], children: list[int]
+    make_fleet: Callable[..., Fleet], children: list[int], tmp_path: Path
 ) -> None:
-    fleet = make_fleet("SlowEngine", options={"seconds": 8.0}, visibility_timeout_s=2)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    options = {"seconds": 8.0, "runs_dir": str(runs)}
+    fleet = make_fleet("SlowEngine", options=options, visibility_timeout_s=2)
     workers = [fleet.start_worker(concurrency=n) for n in children]
     with fleet.api.client() as http:
         start = time.monotonic()
@@ -35,5 +39,6 @@ def test_job_longer_than_the_visibility_timeout_runs_once(
     # ... and the second delivery was refused: one run, one attempt, one success.
     assert job["status"] == "succeeded" and job["attempts"] == 1, job
     assert fleet.success_lines(job_id) == 1
+    assert not (runs / "parallel.log").exists(), "a second run overlapped the first"
     assert fleet.callback_events(job_id) == [f"msg_{job_id}_succeeded"]
     print(f"\nredelivered {logs.count(f'[{job_id}] received')} times, ran once, {elapsed(start)} s")
