@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     # An upload that fails is tried this many times in all, waiting from `storage_retry_wait_s`
     # doubling up to 8 s between tries, before the job's attempt fails with storage_error.
-    storage_attempts: int = Field(default=5, ge=1)
+    # 8 tries wait 31.5 s in all: one attempt outlasts a 30 s outage of the object store.
+    storage_attempts: int = Field(default=8, ge=1)
     storage_retry_wait_s: float = Field(default=0.5, ge=0)
     # Which model and device this worker process serves (set by `ttsfleet worker`).
     worker_model: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -13,8 +14,6 @@ from moto.server import ThreadedMotoServer
 from tests.conftest import free_port
 from tests.faults.conftest import Fleet, elapsed
 
-BUCKET = "outage"
-
 
 class Moto:
     """moto's S3 server on a fixed port, stoppable and startable again with its data."""
@@ -22,6 +21,8 @@ class Moto:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # moto keeps its buckets in this process across servers: one bucket per test.
+        self.bucket = f"outage-{self.port}"
         self.server: ThreadedMotoServer | None = None
 
     def start(self) -> None:
@@ -39,7 +40,7 @@ def moto(s3_server: str) -> Iterator[Moto]:  # s3_server sets the AWS test crede
     server = Moto()
     server.start()
     boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
-        Bucket=BUCKET
+        Bucket=server.bucket
     )
     yield server
     server.stop()
@@ -47,24 +48,23 @@ def moto(s3_server: str) -> Iterator[Moto]:  # s3_server sets the AWS test crede
 
 def objects(moto: Moto) -> int:
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
-    return int(s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
+    return int(s3.list_objects_v2(Bucket=moto.bucket).get("KeyCount", 0))
 
 
-def s3_fleet(make_fleet: Callable[..., Fleet], moto: Moto, attempts: int) -> Fleet:
+def s3_fleet(make_fleet: Callable[..., Fleet], moto: Moto, **budget: Any) -> Fleet:
+    """A fleet storing to moto's S3; `budget` overrides the retry settings (defaults: the
+    service's own)."""
     fleet = make_fleet(
-        "ToneEngine",
-        storage_url=f"s3://{BUCKET}/tts",
-        s3_endpoint_url=moto.url,
-        storage_attempts=attempts,
-        storage_retry_wait_s=0.2,
-        max_attempts=2,
+        "ToneEngine", storage_url=f"s3://{moto.bucket}/tts", s3_endpoint_url=moto.url, **budget
     )
     fleet.start_worker(concurrency=2)
     return fleet
 
 
-def run_outage(make_fleet: Callable[..., Fleet], moto: Moto, jobs: int, down_s: float) -> None:
-    fleet = s3_fleet(make_fleet, moto, attempts=8)
+def run_outage(
+    make_fleet: Callable[..., Fleet], moto: Moto, jobs: int, down_s: float, **budget: Any
+) -> None:
+    fleet = s3_fleet(make_fleet, moto, **budget)
     moto.stop()
     with fleet.api.client() as http:
         ids = fleet.submit(http, [f"stored job {i}." for i in range(jobs)])
@@ -82,20 +82,20 @@ def run_outage(make_fleet: Callable[..., Fleet], moto: Moto, jobs: int, down_s: 
 
 
 def test_uploads_ride_out_a_storage_outage(make_fleet: Callable[..., Fleet], moto: Moto) -> None:
-    run_outage(make_fleet, moto, jobs=6, down_s=2.0)
+    run_outage(make_fleet, moto, jobs=6, down_s=2.0, storage_retry_wait_s=0.2, max_attempts=2)
 
 
 @pytest.mark.slow
-def test_uploads_ride_out_a_long_storage_outage(
+def test_the_default_budget_rides_out_a_30_s_storage_outage(
     make_fleet: Callable[..., Fleet], moto: Moto
 ) -> None:
-    run_outage(make_fleet, moto, jobs=60, down_s=8.0)
+    run_outage(make_fleet, moto, jobs=60, down_s=30.0)
 
 
 def test_an_outage_past_the_budget_fails_with_storage_error(
     make_fleet: Callable[..., Fleet], moto: Moto
 ) -> None:
-    fleet = s3_fleet(make_fleet, moto, attempts=2)
+    fleet = s3_fleet(make_fleet, moto, storage_attempts=2, storage_retry_wait_s=0.2, max_attempts=2)
     moto.stop()
     with fleet.api.client() as http:
         ids = fleet.submit(http, ["this upload never lands."])
