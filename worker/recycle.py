@@ -1,6 +1,7 @@
 """Recycling: replace the process that runs the engine once it has run WORKER_MAX_JOBS
-jobs, or holds more than WORKER_MAX_RSS_MB of *current* RSS (/proc, not the peak) or
-WORKER_MAX_GPU_MB reserved by torch's CUDA allocator; always after a job, never during one.
+jobs, or before its *current* RSS (/proc, not the peak) would pass WORKER_MAX_RSS_MB, or
+once it holds more than WORKER_MAX_GPU_MB reserved by torch's CUDA allocator; always after a
+job, never during one.
 
 Prefork: billiard already replaces a child between jobs (it reports its result, exits with
 EX_RECYCLE, and the pool forks a successor whose `worker_process_init` loads the model
@@ -44,7 +45,13 @@ def gpu_reserved_mb() -> float:
 
 
 class RecyclePolicy:
-    """Counts jobs and says, after each, whether this process should be replaced."""
+    """Counts jobs and says, after each, whether this process should be replaced.
+
+    For RSS it looks one job ahead: it keeps the largest growth of RSS that one job has
+    caused (the first job after the model loaded is left out: that one fills caches, it
+    does not leak) and replaces the process when the next such job would take it past
+    WORKER_MAX_RSS_MB, so a steady leak never crosses the limit (bench/recycle.py plots it).
+    """
 
     def __init__(
         self,
@@ -60,16 +67,33 @@ class RecyclePolicy:
         self._rss_mb = rss_mb
         self._gpu_mb = gpu_mb
         self.jobs = 0
+        self._last_rss_mb: float | None = None
+        # The largest RSS growth one job caused so far (MiB).
+        self.step_mb = 0.0
 
     def job_done(self) -> str | None:
         """Count one finished job; the reason to recycle now, or None."""
         self.jobs += 1
         if self.max_jobs and self.jobs >= self.max_jobs:
             return f"{self.jobs} jobs done (WORKER_MAX_JOBS={self.max_jobs})"
-        if self.max_rss_mb and (rss := self._rss_mb()) > self.max_rss_mb:
-            return f"RSS {rss:.0f} MB > WORKER_MAX_RSS_MB={self.max_rss_mb}"
+        if self.max_rss_mb and (reason := self._rss_verdict()):
+            return reason
         if self.max_gpu_mb and (gpu := self._gpu_mb()) > self.max_gpu_mb:
             return f"GPU memory reserved {gpu:.0f} MB > WORKER_MAX_GPU_MB={self.max_gpu_mb}"
+        return None
+
+    def _rss_verdict(self) -> str | None:
+        rss = self._rss_mb()
+        if self._last_rss_mb is not None:
+            self.step_mb = max(self.step_mb, rss - self._last_rss_mb)
+        self._last_rss_mb = rss
+        if rss > self.max_rss_mb:
+            return f"RSS {rss:.0f} MB > WORKER_MAX_RSS_MB={self.max_rss_mb}"
+        if rss + self.step_mb > self.max_rss_mb:
+            return (
+                f"RSS {rss:.0f} MB and up to {self.step_mb:.0f} MB a job: the next one could "
+                f"pass WORKER_MAX_RSS_MB={self.max_rss_mb}"
+            )
         return None
 
 
