@@ -46,9 +46,13 @@ def synth_queue(model: str) -> str:
     return SYNTH_QUEUE.format(model=model)
 
 
-# Count per tenant of jobs queued or running: admission checks it against max_queued_jobs in
-# the same script that creates the jobs; the store's terminal transitions decrement it.
-TENANT_ACTIVE = PREFIX + ":tenant:{tenant}:active"
+# Sorted set per tenant of its queued or running jobs (member: job id, score: when the job's
+# record expires): admission drops the entries whose score has passed, checks the rest against
+# max_queued_jobs and adds the new jobs in the script that creates them; the store's terminal
+# transitions and discard remove a job (tasks.quota says why a set and not a count). A new
+# name: the counter it replaces lived at ":active", and a Redis kept across an upgrade (make
+# up's AOF) must not meet a set operation on that string (WRONGTYPE).
+TENANT_ACTIVE = PREFIX + ":tenant:{tenant}:active-jobs"
 
 # Token bucket per tenant (hash: tokens, ts) for the submit rate limit.
 TENANT_RATE = PREFIX + ":tenant:{tenant}:rate"

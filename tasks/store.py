@@ -18,7 +18,7 @@ import redis
 from tasks import keys
 from tasks.errors import DeadlineExceeded, WorkerLost
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, job_id_floor, utc_now
-from tasks.quota import RELEASE_ACTIVE_LUA
+from tasks.quota import HOLD_ACTIVE, RELEASE_ACTIVE_LUA
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
@@ -109,14 +109,6 @@ return {'run', 'running', attempts}
 )
 
 
-# A discarded job that was still active gives its slot back.
-_DISCARD_ACTIVE = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if cur == 'queued' or cur == 'running' then release_active(KEYS[1]) end
-return 0
-"""
-
-
 # KEYS[1]: a job's lease. ARGV[1]: holder. Delete it only if it is still ours.
 _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -185,7 +177,7 @@ class JobStore:
         self._transition = client.register_script(RELEASE_ACTIVE_LUA + _TRANSITION)
         self._release_lease = client.register_script(_RELEASE_LEASE)
         self._claim = client.register_script(RELEASE_ACTIVE_LUA + _CLAIM)
-        self._discard_active = client.register_script(RELEASE_ACTIVE_LUA + _DISCARD_ACTIVE)
+        self._hold_active = client.register_script(HOLD_ACTIVE)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
@@ -211,13 +203,16 @@ class JobStore:
         # Index entries older than the record TTL point at nothing: drop them.
         pipe.zremrangebylex(index, "-", "(" + job_id_floor(int((now - self._ttl_s) * 1000)))
         pipe.expire(index, self._ttl_s)
-        pipe.incr(keys.tenant_active_key(job.tenant))
+        self._hold_active(
+            keys=[keys.tenant_active_key(job.tenant)], args=[job.id, self._ttl_s], client=pipe
+        )
         pipe.execute()
 
     def discard(self, job: Job) -> None:
-        """Undo `create` when the job could not be enqueued: no half-made job stays."""
+        """Undo `create` when the job could not be enqueued: no half-made job stays, and
+        its active slot (tasks.quota) is freed whatever its status (removing is idempotent)."""
         pipe = self._redis.pipeline(transaction=True)
-        self._discard_active(keys=[keys.job_key(job.id)], client=pipe)
+        pipe.zrem(keys.tenant_active_key(job.tenant), job.id)
         pipe.delete(keys.job_key(job.id))
         pipe.zrem(keys.tenant_jobs_key(job.tenant), job.id)
         pipe.execute()

@@ -32,6 +32,7 @@ from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard, Destination
 from tasks.store import JobStore
 from tasks.tenants import TenantDirectory
+from worker.deadline import AttemptDeadline
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,16 @@ class CallbackDelivery:
             else f"{_bracketed(destination.host)}:{destination.port}"
         )
         # trust_env=False: a proxy from the environment would connect to the name itself.
-        with httpx.Client(
-            timeout=self.timeout_s, follow_redirects=False, trust_env=False, verify=self.verify
-        ) as http:
+        # The timeout bounds each read; the deadline bounds the attempt (worker.deadline).
+        with (
+            AttemptDeadline(self.timeout_s) as deadline,
+            httpx.Client(
+                timeout=self.timeout_s, follow_redirects=False, trust_env=False, verify=self.verify
+            ) as http,
+        ):
             for address in destination.addresses:
+                if deadline.remaining() <= 0:
+                    break
                 url = (
                     f"{destination.scheme}://{_bracketed(address)}:{destination.port}"
                     f"{destination.target}"
@@ -156,16 +163,25 @@ class CallbackDelivery:
                         url,
                         content=body,
                         headers=headers,
-                        extensions={"sni_hostname": destination.host},
+                        timeout=httpx.Timeout(self.timeout_s, connect=deadline.remaining()),
+                        extensions={"sni_hostname": destination.host, "trace": deadline.trace},
                     ) as response:
                         _read_capped(response)
-                        return Attempt(response.status_code, response.headers.get("retry-after"))
+                        answer = Attempt(response.status_code, response.headers.get("retry-after"))
                 except httpx.ConnectError as exc:
                     log.info("callback %s: %s unreachable: %s", event.id, address, exc)
                     continue
                 except httpx.HTTPError as exc:
-                    log.info("callback %s: %s", event.id, exc)
-                    return Attempt(None)
+                    if not deadline.expired:
+                        log.info("callback %s: %s", event.id, exc)
+                    answer = Attempt(None)
+                # Whatever a connection cut at the deadline gave (even a body read to its
+                # end), the receiver did not answer in time.
+                if not deadline.expired:
+                    return answer
+                break
+        if deadline.expired:
+            log.info("callback %s: no answer within %s s", event.id, self.timeout_s)
         return Attempt(None)
 
     def _settle(self, event: Event, attempt: Attempt) -> CallbackState:
@@ -203,7 +219,8 @@ def _bracketed(host: str) -> str:
 
 
 def _read_capped(response: httpx.Response) -> bytes:
-    """Read at most BODY_CAP_BYTES of the answer: a receiver cannot make us buffer more."""
+    """Read at most BODY_CAP_BYTES of the answer: a receiver cannot make us buffer more (nor
+    take longer than the attempt's deadline, which bounds the time)."""
     data = b""
     for chunk in response.iter_raw():
         data += chunk
@@ -250,10 +267,20 @@ class CallbacksWorker:
             return "pending"
 
 
+def outbox_lease_s(timeout_s: float) -> float:
+    """How long a delivery holds its event: longer than an attempt can take, so a live
+    worker never loses the lease mid-attempt and no other worker sends the event meanwhile.
+    An attempt ends at its deadline (`timeout_s`); were the deadline's timer late to wake a
+    read, that read still ends within its own timeout (`timeout_s` again); 10 s more cover
+    name resolution and settling. A fixed lease over a bounded attempt rather than a lease
+    renewed while the attempt runs: renewal would let a dripping receiver hold its event
+    indefinitely, and would add a second writer per event whose own stalls need a bound."""
+    return timeout_s * 2 + 10
+
+
 def build_worker(settings: Settings) -> CallbacksWorker:
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-    # Longer than one POST can take, so a live worker never loses its lease mid-attempt.
-    outbox = Outbox(store.redis, lease_s=settings.callback_timeout_s * 2 + 10)
+    outbox = Outbox(store.redis, lease_s=outbox_lease_s(settings.callback_timeout_s))
     delivery = CallbackDelivery(
         settings,
         store,
@@ -265,7 +292,7 @@ def build_worker(settings: Settings) -> CallbacksWorker:
 
 
 def main(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; in-flight deliveries finish (each is bounded by the timeout)."""
+    """Run until SIGTERM/SIGINT; in-flight deliveries finish (each is bounded by its deadline)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     worker = build_worker(settings)
     signal.signal(signal.SIGTERM, worker.stop)

@@ -9,6 +9,7 @@ import httpx
 import redis
 
 from tasks import keys
+from tasks.quota import active_jobs
 from tests.conftest import ApiServer
 
 
@@ -22,7 +23,7 @@ def test_batch_creates_every_job_in_order(api: ApiServer, redis_client: redis.Re
     assert [j["priority"] for j in jobs] == ["normal", "high", "normal"]
     assert [j["status"] for j in fetched] == ["queued"] * 3
     assert redis_client.zcard(keys.tenant_jobs_key("acme")) == 3
-    assert int(redis_client.get(keys.tenant_active_key("acme"))) == 3
+    assert active_jobs(redis_client, "acme") == 3
 
 
 def test_a_bad_item_rejects_the_whole_batch_and_names_it(

@@ -14,7 +14,7 @@ from tasks.jobs import ErrorInfo
 from tasks.quota import RateLimiter, active_jobs
 from tasks.settings import Settings
 from tasks.store import JobStore
-from tests.conftest import ApiServer
+from tests.conftest import ApiServer, wait_until
 from tests.integration.test_store import AUDIO
 
 
@@ -76,7 +76,48 @@ def test_redelivery_and_late_transitions_do_not_count_twice(
     store.cancel(job.id)  # no-op on a terminal job
     store.succeed(job.id, AUDIO)  # late success after cancel: not applied
     assert active_jobs(redis_client, "acme") == 0
-    assert redis_client.get(keys.tenant_active_key("acme")) == "0"
+    assert not redis_client.exists(keys.tenant_active_key("acme"))  # no entry left behind
+
+
+def test_a_job_whose_record_expired_no_longer_counts_against_its_tenants_limit(
+    start_api: Callable[..., ApiServer],
+    make_settings: Callable[..., Settings],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(api_keys=None, tenants_file=tenants_file(tmp_path, 1), job_ttl_s=1)
+    api = start_api(settings, dispatch=False)  # nothing runs it: the job stays queued
+    with api.client("acme") as acme:
+        job = acme.post("/v1/jobs", json={"text": "Never runs."}).json()
+        assert acme.post("/v1/jobs", json={"text": "Over."}).status_code == 429
+        wait_until(lambda: not redis_client.exists(keys.job_key(job["id"])), timeout=10)
+        assert acme.post("/v1/jobs", json={"text": "Fits again."}).status_code == 202
+    assert active_jobs(redis_client, "acme") == 1
+
+
+def test_a_record_created_by_the_store_frees_its_slot_when_it_expires(
+    redis_client: redis.Redis,
+) -> None:
+    from tests.integration.test_store import make_job
+
+    store = JobStore(redis_client, ttl_s=1)
+    job = make_job()
+    store.create(job)
+    assert active_jobs(redis_client, "acme") == 1
+    wait_until(lambda: store.get(job.id) is None, timeout=10)
+    assert active_jobs(redis_client, "acme") == 0
+
+
+def test_a_discarded_job_gives_its_slot_back(store: JobStore, redis_client: redis.Redis) -> None:
+    from tests.integration.test_store import make_job
+
+    kept, discarded = make_job(), make_job()
+    store.create(kept)
+    store.create(discarded)
+    store.discard(discarded)
+    assert active_jobs(redis_client, "acme") == 1
+    store.discard(discarded)  # twice: the other job's slot stays taken
+    assert active_jobs(redis_client, "acme") == 1
 
 
 def test_rate_limit_is_429_with_retry_after_per_tenant(
