@@ -5,7 +5,9 @@ Kombu's Redis transport returns an unacked message only after the visibility tim
 seconds: each worker process keeps a short-TTL lease per job whose message it holds
 (worker.lease); the dispatcher, already a singleton, runs this pass every few seconds over
 the jobs it has sent (`inflight`, per model). A job that is neither terminal, nor leased,
-nor in its model's queue lists is a suspect; still one after `job_lease_s` (longer than
+nor in its model's queue lists, nor waiting out a retry countdown on a worker (an unacked
+message with a future `eta`: Celery keeps those in its timer, not among the requests a
+worker leases) is a suspect; still one after `job_lease_s` (longer than
 any gap between a worker popping a message and leasing it), its stale `unacked` entries are
 deleted and a fresh message is sent. Never two live runs: a claim refuses a job leased by
 another holder (tasks.store), and the store's transitions make the effect exactly once.
@@ -17,7 +19,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import cast
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
 
 import redis
 from celery import Celery
@@ -31,14 +35,38 @@ from tasks.store import TERMINAL
 log = logging.getLogger(__name__)
 
 
-def _message_id(raw: str) -> str | None:
+def _headers(raw: str) -> dict[str, Any] | None:
     try:
         payload = json.loads(raw)
         if isinstance(payload, list):  # unacked entries: [message, exchange, routing key]
             payload = payload[0]
-        return str(payload["headers"]["id"])
+        headers = payload["headers"]
+        return headers if isinstance(headers, dict) and "id" in headers else None
     except (ValueError, KeyError, IndexError, TypeError):
         return None
+
+
+def _message_id(raw: str) -> str | None:
+    headers = _headers(raw)
+    return str(headers["id"]) if headers is not None else None
+
+
+def _eta(headers: dict[str, Any]) -> float | None:
+    """When a retry's countdown ends (epoch seconds), if the message has one."""
+    try:
+        return datetime.fromisoformat(str(headers["eta"])).timestamp() if headers["eta"] else None
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass
+class Unacked:
+    """A job's deliveries that a worker holds unacknowledged, as kombu records them."""
+
+    tags: list[str] = field(default_factory=list)
+    # The latest retry countdown among them: a worker keeps such a message in its timer, not
+    # among the requests it leases, until then.
+    eta: float | None = None
 
 
 class Reconciler:
@@ -90,16 +118,20 @@ class Reconciler:
         if not orphans:
             return 0
         queued = self._queued_ids(model)
-        unacked = self._unacked_tags()
+        unacked = self._unacked()
         now = self._clock()
+        wall = time.time()
         resent = 0
         for job_id in orphans:
-            if job_id in queued:
+            held = unacked.get(job_id, Unacked())
+            # Queued, or waiting out a retry countdown on a worker: not orphaned. A countdown
+            # whose worker died is one once it is over.
+            if job_id in queued or (held.eta is not None and held.eta > wall):
                 self._suspects.pop(job_id, None)
                 continue
             first = self._suspects.setdefault(job_id, now)
             if now - first >= self._lease_s:
-                self._resend(model, job_id, unacked.get(job_id, []))
+                self._resend(model, job_id, held.tags)
                 self._suspects.pop(job_id, None)
                 resent += 1
         if resent:
@@ -112,14 +144,18 @@ class Reconciler:
             pipe.lrange(name, 0, -1)
         return {m for raws in pipe.execute() for raw in raws if (m := _message_id(raw))}
 
-    def _unacked_tags(self) -> dict[str, list[str]]:
+    def _unacked(self) -> dict[str, Unacked]:
         raw = cast(dict[str, str], self._redis.hgetall(keys.KOMBU_UNACKED))
-        tags: dict[str, list[str]] = {}
+        found: dict[str, Unacked] = {}
         for tag, message in raw.items():
-            job_id = _message_id(message)
-            if job_id is not None:
-                tags.setdefault(job_id, []).append(tag)
-        return tags
+            headers = _headers(message)
+            if headers is None:
+                continue
+            held = found.setdefault(str(headers["id"]), Unacked())
+            held.tags.append(tag)
+            if (eta := _eta(headers)) is not None:
+                held.eta = max(eta, held.eta or eta)
+        return found
 
     def _resend(self, model: str, job_id: str, stale_tags: list[str]) -> None:
         values = cast(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -110,4 +111,33 @@ def test_reconciler_resends_only_jobs_orphaned_for_a_lease_period(
     clock.now = 10.0
     assert reconciler.pass_once() == 0 and reconciler.pass_once() == 0
     assert queued_ids(redis_client) == [orphan.id]
+    celery.close()
+
+
+def test_reconciler_leaves_a_job_waiting_out_its_retry_countdown(
+    settings: Settings, store: JobStore, redis_client: redis.Redis
+) -> None:
+    """A transient failure's retry waits on a worker's timer, unleased, for its countdown:
+    sending it again would skip the backoff. Once the countdown is over it is fair game."""
+    celery = create_app(settings)
+    clock = Clock()
+    reconciler = Reconciler(redis_client, celery, [MODEL], lease_s=2.0, clock=clock)
+    job = make_job()
+    store.create(job)
+    redis_client.zadd(keys.inflight_key(MODEL), {job.id: 1.0})
+    eta = datetime.now(UTC) + timedelta(seconds=30)
+    message = {"headers": {"id": job.id, "eta": eta.isoformat()}, "body": ""}
+    redis_client.hset(keys.KOMBU_UNACKED, "tag-1", json.dumps([message, "", "synth"]))
+    for now in (0.0, 2.5, 10.0):
+        clock.now = now
+        assert reconciler.pass_once() == 0
+    assert queued_ids(redis_client) == []
+    # Its worker died and the countdown is long over: sent again, the stale entry dropped.
+    message["headers"]["eta"] = (eta - timedelta(seconds=60)).isoformat()
+    redis_client.hset(keys.KOMBU_UNACKED, "tag-1", json.dumps([message, "", "synth"]))
+    assert reconciler.pass_once() == 0
+    clock.now = 13.0
+    assert reconciler.pass_once() == 1
+    assert queued_ids(redis_client) == [job.id]
+    assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
     celery.close()
