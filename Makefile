@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults bench lint install install-run redis-server chromium clean
+.PHONY: up test test-faults bench lint install install-run redis-server chromium wrk clean
 
 up: install-run redis-server
 	$(BIN)/ttsfleet up
@@ -20,10 +20,12 @@ up: install-run redis-server
 test: install redis-server chromium lint
 	$(BIN)/pytest
 
-# Batching gain, queue tax and latency on this machine; writes bench/out/bench.{json,png}.
-bench: install redis-server
+# Batching gain, queue tax and latency on this machine, then what the submit API costs
+# against bare FastAPI (wrk); writes bench/out/bench.{json,png} and bench/out/api.json.
+bench: install redis-server wrk
 	$(PIP) install -e '.[bench]'
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.api
 
 test-faults: install redis-server
 	$(BIN)/pytest -m slow
@@ -70,6 +72,10 @@ endef
 # system instance on 6379.
 redis-server:
 	$(call apt-ensure,redis-server,redis-server)
+
+# bench.api's load generator.
+wrk:
+	$(call apt-ensure,wrk,wrk)
 
 # The playground's browser test drives Debian's headless chromium (never a downloaded one).
 chromium:

@@ -55,8 +55,9 @@ def dev_tenant(home: Path) -> tuple[Path, str]:
     return path, str(key)
 
 
-def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
-    """redis-server on loopback with AOF fsync'd on every write: a 202 survives a crash."""
+def start_redis(home: Path, port: int, fsync: str = "always") -> subprocess.Popen[bytes]:
+    """redis-server on loopback with AOF fsync'd on every write: a 202 survives a crash
+    (`fsync` other than "always" only for measuring what that costs, bench.api)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(
@@ -67,7 +68,7 @@ def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
     data.mkdir(parents=True, exist_ok=True)
     args = [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data.resolve()),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        "--appendonly", "yes", "--appendfsync", fsync, "--save", "",
         "--logfile", str((data / "redis.log").resolve()), "--daemonize", "no",
     ]  # fmt: skip
     return subprocess.Popen(args, start_new_session=True)
