@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+import redis.asyncio
 
 from api import errors
 from tasks import keys
@@ -64,14 +64,14 @@ class Claimed:
 
 
 class IdempotencyKeys:
-    def __init__(self, client: redis.Redis, ttl_s: int, in_flight_s: int) -> None:
+    def __init__(self, client: redis.asyncio.Redis, ttl_s: int, in_flight_s: int) -> None:
         self._redis = client
         self._ttl_s = ttl_s
         self._in_flight_s = in_flight_s
         self._claim = client.register_script(_CLAIM)
         self._abandon = client.register_script(_ABANDON)
 
-    def claim(self, tenant: str, key: str, fp: str) -> Claimed | list[str]:
+    async def claim(self, tenant: str, key: str, fp: str) -> Claimed | list[str]:
         """Claim `key` for this request, or return the job ids of the request that did.
 
         Raises 422 `idempotency_key_reused` for another request under the same key, 409
@@ -83,7 +83,7 @@ class IdempotencyKeys:
         digest = hashlib.sha256(key.encode()).hexdigest()
         redis_key = keys.idempotency_key(tenant, digest)
         marker = record_value(fp, None, secrets.token_hex(8))
-        existing = self._claim(keys=[redis_key], args=[marker, self._in_flight_s])
+        existing = await self._claim(keys=[redis_key], args=[marker, self._in_flight_s])
         if not existing:
             return Claimed(redis_key, fp, marker, self._ttl_s)
         stored = json.loads(existing)
@@ -98,6 +98,6 @@ class IdempotencyKeys:
         job_ids: list[str] = stored["jobs"]
         return job_ids
 
-    def abandon(self, claimed: Claimed) -> None:
+    async def abandon(self, claimed: Claimed) -> None:
         """Free the key after a refusal, so a retry of the same request may proceed."""
-        self._abandon(keys=[claimed.redis_key], args=[claimed.marker])
+        await self._abandon(keys=[claimed.redis_key], args=[claimed.marker])

@@ -127,9 +127,7 @@ async def create_job(
         await run_in_threadpool(check_callback_url, settings, str(job_request.callback_url))
     job = build_job(settings, tenant, job_request)
     submission: Submission = request.app.state.submission
-    done = await run_in_threadpool(
-        submission.submit, tenant, [job], "POST /v1/jobs", body, idempotency_key
-    )
+    done = await submission.submit(tenant, [job], "POST /v1/jobs", body, idempotency_key)
     job = done.jobs[0]
     if not done.replayed:
         JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
@@ -181,9 +179,7 @@ async def create_jobs(
                     errors.error_body(exc.code, f"jobs[{index}]: {exc.message}", index=index), 422
                 )
     submission: Submission = request.app.state.submission
-    done = await run_in_threadpool(
-        submission.submit, tenant, jobs, "POST /v1/jobs/batch", body, idempotency_key
-    )
+    done = await submission.submit(tenant, jobs, "POST /v1/jobs/batch", body, idempotency_key)
     if not done.replayed:
         for job in jobs:
             JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 
 from tasks import keys
 
@@ -104,9 +105,10 @@ class RateDecision:
 
 
 class RateLimiter:
-    """A token bucket per tenant, refilled continuously; one script call per request."""
+    """A token bucket per tenant, refilled continuously; one script call per request, awaited
+    on the API's event loop (see tasks.intake)."""
 
-    def __init__(self, client: redis.Redis, per_s: float, burst: int) -> None:
+    def __init__(self, client: redis.asyncio.Redis, per_s: float, burst: int) -> None:
         self._redis = client
         self._per_s = per_s
         self._burst = burst
@@ -116,11 +118,11 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self._per_s > 0
 
-    def take(self, tenant: str, cost: int = 1, now: float | None = None) -> RateDecision:
+    async def take(self, tenant: str, cost: int = 1, now: float | None = None) -> RateDecision:
         if not self.enabled:
             return RateDecision(True, 0)
         now = time.time() if now is None else now
-        allowed, wait_ms = self._take(
+        allowed, wait_ms = await self._take(
             keys=[keys.tenant_rate_key(tenant)],
             args=[self._per_s, self._burst, repr(now), cost],
         )

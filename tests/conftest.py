@@ -12,14 +12,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+import redis.asyncio
 import uvicorn
 
 from api.app import create_app
@@ -90,6 +91,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@asynccontextmanager
+async def async_twin(client: redis.Redis) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client of `client`'s server and database, for what the API awaits."""
+    kwargs = client.connection_pool.connection_kwargs
+    twin = redis.asyncio.Redis(
+        host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0), decode_responses=True
+    )
+    try:
+        yield twin
+    finally:
+        await twin.aclose()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ import redis
 from api.idempotency import Claimed, IdempotencyKeys, fingerprint
 from tasks import keys
 from tasks.settings import Settings
-from tests.conftest import ApiServer
+from tests.conftest import ApiServer, async_twin
 
 
 def test_same_key_and_body_returns_the_same_job(api: ApiServer) -> None:
@@ -135,9 +136,13 @@ def test_duplicate_while_the_first_is_in_flight_is_409(
     """Another API process has claimed the key and not finished: a duplicate gets 409, and
     once the claim lapses (that process died) the request goes through."""
     body = {"text": "Slow first."}
-    idem = IdempotencyKeys(redis_client, ttl_s=86400, in_flight_s=1)
-    claimed = idem.claim("acme", "in-flight", fingerprint("POST /v1/jobs", body))
-    assert isinstance(claimed, Claimed)
+
+    async def claim() -> Claimed | list[str]:
+        async with async_twin(redis_client) as client:
+            idem = IdempotencyKeys(client, ttl_s=86400, in_flight_s=1)
+            return await idem.claim("acme", "in-flight", fingerprint("POST /v1/jobs", body))
+
+    assert isinstance(asyncio.run(claim()), Claimed)
     with api.client() as http:
         busy = http.post("/v1/jobs", json=body, headers={"Idempotency-Key": "in-flight"})
         assert busy.status_code == 409

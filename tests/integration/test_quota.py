@@ -3,6 +3,7 @@ limit (429 rate_limited), both with Retry-After, and the active count the store 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from tasks.jobs import ErrorInfo
 from tasks.quota import RateLimiter, active_jobs
 from tasks.settings import Settings
 from tasks.store import JobStore
-from tests.conftest import ApiServer, wait_until
+from tests.conftest import ApiServer, async_twin, wait_until
 from tests.integration.test_store import AUDIO
 
 
@@ -135,11 +136,18 @@ def test_rate_limit_is_429_with_retry_after_per_tenant(
 
 
 def test_token_bucket_refills_at_its_rate(redis_client: redis.Redis) -> None:
-    bucket = RateLimiter(redis_client, per_s=10, burst=5)
-    now = 1000.0
-    assert all(bucket.take("t", now=now).allowed for _ in range(5))
-    refused = bucket.take("t", now=now)
-    assert not refused.allowed and refused.retry_after_s == 1
-    assert bucket.take("t", now=now + 0.1).allowed  # one token back after 100 ms
-    assert not bucket.take("t", now=now + 0.1).allowed
-    assert sum(bucket.take("t", now=now + 100).allowed for _ in range(10)) == 5  # burst caps it
+    async def check() -> None:
+        async with async_twin(redis_client) as client:
+            bucket = RateLimiter(client, per_s=10, burst=5)
+            now = 1000.0
+
+            async def takes(n: int, at: float) -> list[bool]:
+                return [(await bucket.take("t", now=at)).allowed for _ in range(n)]
+
+            assert await takes(5, now) == [True] * 5
+            refused = await bucket.take("t", now=now)
+            assert not refused.allowed and refused.retry_after_s == 1
+            assert await takes(2, now + 0.1) == [True, False]  # one token back after 100 ms
+            assert sum(await takes(10, now + 100)) == 5  # the burst caps it
+
+    asyncio.run(check())
