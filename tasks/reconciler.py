@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
@@ -52,11 +52,15 @@ def _message_id(raw: str) -> str | None:
 
 
 def _eta(headers: dict[str, Any]) -> float | None:
-    """When a retry's countdown ends (epoch seconds), if the message has one."""
+    """When a retry's countdown ends (epoch seconds), if the message has one. Celery writes
+    it with its zone; one without is UTC, as Celery reads it."""
     try:
-        return datetime.fromisoformat(str(headers["eta"])).timestamp() if headers["eta"] else None
+        if not headers["eta"]:
+            return None
+        eta = datetime.fromisoformat(str(headers["eta"]))
     except (KeyError, ValueError):
         return None
+    return (eta if eta.tzinfo else eta.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass

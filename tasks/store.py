@@ -65,9 +65,10 @@ return {0, cur}
 # A worker takes a delivery. KEYS: job, outbox, event of `failed`, the job's lease. ARGV: now
 # (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
 # deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease milliseconds,
-# worker ('' for none), stale run ('' for none). A lease held by anything but this run, its
-# worker's bare mark (set on a prefetched job, worker.lease) or a run known to be over is a
-# live run elsewhere: `busy`. Returns {verdict, status, attempts}.
+# stale run ('' for none). A lease naming another run (`worker/pid`, worker.lease) that is not
+# known to be over is a live run elsewhere: `busy`. A worker's bare mark (no '/') only says a
+# message of the job is prefetched somewhere and blocks nothing. Returns {verdict, status,
+# attempts}.
 _CLAIM = (
     _OUTBOX_ENQUEUE
     + """
@@ -78,7 +79,7 @@ if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
 end
 if ARGV[8] ~= '' then
   local held = redis.call('GET', KEYS[4])
-  if held and held ~= ARGV[8] and held ~= ARGV[10] and held ~= ARGV[11] then
+  if held and string.find(held, '/', 1, true) and held ~= ARGV[8] and held ~= ARGV[10] then
     return {'busy', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
   end
 end
@@ -268,15 +269,13 @@ class JobStore:
         max_attempts: int,
         holder: str = "",
         lease_ms: int = 0,
-        worker: str = "",
         stale: str = "",
     ) -> ClaimResult:
         """Count a run and move the job to `running`, or say why it must not run.
 
-        With a `holder` (the name of this run, worker.lease), a job whose lease names anything
-        else is refused (`BUSY`), except the bare mark of this run's own `worker` and a
-        `stale` run the caller knows is over; a job that runs is leased to `holder` for
-        `lease_ms`."""
+        With a `holder` (the name of this run, worker.lease), a job whose lease names another
+        run is refused (`BUSY`), unless it is the `stale` run the caller knows is over; a job
+        that runs is leased to `holder` for `lease_ms`."""
         lost = ErrorInfo(
             code=WorkerLost.code,
             message=f"the job was delivered {max_attempts} times and never finished",
@@ -302,7 +301,6 @@ class JobStore:
                 self._ttl_s,
                 holder,
                 lease_ms,
-                worker,
                 stale,
             ],
         )

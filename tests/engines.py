@@ -13,7 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +55,6 @@ class ToneEngine:
         """What this engine does wrong; the healthy engine does nothing."""
 
 
-@contextmanager
-def _sole_run(runs_dir: str | None, text: str) -> Iterator[None]:
-    if not runs_dir:
-        yield
-        return
-    name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
-    with open(Path(runs_dir) / f"{name}.lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            with open(Path(runs_dir) / "parallel.log", "a") as log:
-                log.write(f"{text}\n")
-        yield  # closing the file drops the lock
-
-
 def _tone(speed: float) -> Audio:
     t = np.arange(int(0.2 * RATE / speed), dtype=np.float32) / RATE
     return Audio(samples=(0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate=RATE)
@@ -90,15 +75,36 @@ class ExitingEngine(ToneEngine):
 
 
 class SlowEngine(ToneEngine):
-    """Takes `options["seconds"]` per batch, long enough to be killed mid-job. With
-    `options["runs_dir"]`, it also catches two runs of one text at the same time: each run
-    holds an flock on a file named for its text (the kernel drops it when the process dies,
-    so a killed run never looks alive), and a run that finds it taken writes the text to
-    `parallel.log` there."""
+    """Takes `options["seconds"]` per request, long enough to be killed mid-job. With
+    `options["runs_dir"]`, it also catches two runs of one text at the same time: while a
+    batch runs it holds an flock on a file named for each of its texts (the kernel drops
+    them when the process dies, so a killed run never looks alive), and a batch that finds
+    one taken writes that text to `parallel.log` there. The whole batch holds them, so a
+    worker that synthesizes its batch one request after another still shows an overlap."""
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        with _sole_runs(self.options.get("runs_dir"), {r.text for r in batch}):
+            return super().synthesize(batch)
 
     def fault(self, request: SynthesisRequest) -> None:
-        with _sole_run(self.options.get("runs_dir"), request.text):
-            time.sleep(float(self.options.get("seconds", 1.0)))
+        time.sleep(float(self.options.get("seconds", 1.0)))
+
+
+@contextmanager
+def _sole_runs(runs_dir: str | None, texts: set[str]) -> Iterator[None]:
+    if not runs_dir:
+        yield
+        return
+    with ExitStack() as locks:
+        for text in sorted(texts):
+            name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+            lock = locks.enter_context(open(Path(runs_dir) / f"{name}.lock", "a"))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with open(Path(runs_dir) / "parallel.log", "a") as log:
+                    log.write(f"{text}\n")
+        yield  # closing the files drops the locks
 
 
 _LEAKED: list[bytearray] = []

@@ -1,11 +1,15 @@
 """Job leases: a short-TTL key per job that names who may run it now.
 
-Two kinds of names. The worker's main process (the Celery consumer) knows every message it
-holds, prefetched or running (`celery.worker.state`), whatever the pool: it marks the free
-leases of those jobs with its bare `HOLDER` and renews every lease of its own. A run names
-itself `HOLDER/pid` when its claim (tasks.store) takes the lease, so the store can tell two
-runs of one worker apart: a redelivery that reaches a sibling prefork child, or a second
-thread, while the first run is alive is `busy`, not a second parallel run.
+Two kinds of names. A run names itself `HOLDER/pid` when its claim (tasks.store) takes the
+lease, so the store tells runs apart, two of one worker included: a redelivery that reaches
+another worker, a sibling prefork child or a second thread while the first run is alive is
+`busy`, not a second parallel run. The worker's main process (the Celery consumer) knows
+every message it holds (`celery.worker.state`), whatever the pool, and keeps their leases
+alive: it renews its own, names a free one after the process running its request (Celery's
+`worker_pid`), and marks the free lease of a prefetched job with its bare `HOLDER`. A bare
+mark only keeps the reconciler from sending the job again: it never means "running", so it
+never blocks a claim, and a job handed back (a retry countdown, a warm shutdown) may run on
+any worker at once.
 
 When the earlier run of the same worker is over, `Runs.stale` says so (its process is gone,
 or it is this process and no longer runs the job) and the claim takes the lease over at
@@ -21,7 +25,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import redis
@@ -41,16 +45,17 @@ local function ours(held, worker)
 end
 """
 
-# KEYS: job leases. ARGV: worker, milliseconds. Renew ours (runs keep their name), mark free
-# ones, never steal.
+# KEYS: job leases. ARGV: worker, milliseconds, then per key the name it should have (the
+# running process's run name, or the bare worker mark). Take free ones, name our bare marks
+# whose job now runs, renew ours (a run keeps its name), never touch another's.
 _RENEW = (
     _OURS
     + """
 local n = 0
-for _, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
-  if not held then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+for i, key in ipairs(KEYS) do
+  local held, name = redis.call('GET', key), ARGV[i + 2]
+  if (not held) or (held == ARGV[1] and name ~= ARGV[1]) then
+    redis.call('SET', key, name, 'PX', ARGV[2])
     n = n + 1
   elseif ours(held, ARGV[1]) then
     redis.call('PEXPIRE', key, ARGV[2])
@@ -118,28 +123,31 @@ class Runs:
         return "" if self._alive(pid) else held
 
 
-def held_by_this_worker() -> set[str]:
-    """Ids of the jobs whose messages this worker holds: prefetched, waiting or running."""
+def held_by_this_worker() -> dict[str, int | None]:
+    """The jobs whose messages this worker holds, each with the pid of the process running
+    it (None while it is prefetched)."""
     from celery.worker import state
 
     # The consumer thread changes these weak sets while we read them; retry on a clash.
     for _ in range(5):
         try:
-            return {r.id for r in list(state.reserved_requests) + list(state.active_requests)}
+            held: dict[str, int | None] = {r.id: None for r in list(state.reserved_requests)}
+            held.update({r.id: r.worker_pid for r in list(state.active_requests)})
+            return held
         except RuntimeError:
             continue
-    return set()
+    return {}
 
 
 class LeaseKeeper:
-    """Renews the leases of the jobs `held()` returns, every third of the lease."""
+    """Keeps the leases of the jobs `held()` returns, every third of the lease."""
 
     def __init__(
         self,
         client: redis.Redis,
         holder: str,
         lease_s: float,
-        held: Callable[[], Iterable[str]] = held_by_this_worker,
+        held: Callable[[], Mapping[str, int | None]] = held_by_this_worker,
     ) -> None:
         self._redis = client
         self.holder = holder
@@ -152,12 +160,14 @@ class LeaseKeeper:
         self._renewed: list[str] = []
 
     def renew_once(self) -> int:
-        ids = sorted(self._held())
+        held = self._held()
+        ids = sorted(held)
         if not ids:
             return 0
         self._renewed = ids
         leases = [keys.job_lease_key(job_id) for job_id in ids]
-        return int(self._renew(keys=leases, args=[self.holder, int(self.lease_s * 1000)]))
+        names = [f"{self.holder}/{pid}" if (pid := held[i]) else self.holder for i in ids]
+        return int(self._renew(keys=leases, args=[self.holder, int(self.lease_s * 1000), *names]))
 
     def run(self) -> None:
         while not self._stop.is_set():

@@ -125,9 +125,7 @@ class JobRunner:
         if self.runs is None:
             return self.store.claim(job_id, self.max_attempts)
         stale = self.runs.stale(self.store.lease_holder(job_id))
-        return self.store.claim(
-            job_id, self.max_attempts, name, self.lease_ms, self.runs.worker, stale
-        )
+        return self.store.claim(job_id, self.max_attempts, name, self.lease_ms, stale)
 
     def _discard_audio(self, job: Job) -> None:
         """Remove a canceled job's object, and the cache entry that points at it."""

@@ -25,45 +25,52 @@ MODEL = "piper-joe"
 def test_claim_refuses_a_job_leased_by_another_live_run(store: JobStore) -> None:
     job = make_job()
     store.create(job)
-    first = store.claim(job.id, 3, holder="w-a/11", lease_ms=300, worker="w-a")
+    first = store.claim(job.id, 3, holder="w-a/11", lease_ms=300)
     assert (first.verdict, first.attempts) == (Claim.RUN, 1)
     # Another worker, and another run of the same worker (a sibling child): busy.
-    assert store.claim(job.id, 3, "w-b/12", 300, "w-b").verdict is Claim.BUSY
-    assert store.claim(job.id, 3, "w-a/13", 300, "w-a").verdict is Claim.BUSY
+    assert store.claim(job.id, 3, "w-b/12", 300).verdict is Claim.BUSY
+    assert store.claim(job.id, 3, "w-a/13", 300).verdict is Claim.BUSY
     # The same worker, once it knows that run is over (its child died), takes it at once.
-    again = store.claim(job.id, 3, "w-a/13", 300, "w-a", stale="w-a/11")
+    again = store.claim(job.id, 3, "w-a/13", 300, stale="w-a/11")
     assert (again.verdict, again.attempts) == (Claim.RUN, 2)
     assert store.lease_holder(job.id) == "w-a/13"
     time.sleep(0.4)  # worker w-a died: its lease lapsed
-    late = store.claim(job.id, 3, "w-b/12", 300, "w-b")
+    late = store.claim(job.id, 3, "w-b/12", 300)
     assert (late.verdict, late.attempts) == (Claim.RUN, 3)
 
 
-def test_claim_takes_a_job_its_own_worker_marked(store: JobStore) -> None:
-    """The keeper marks a prefetched job with the worker's bare name: its runs may claim it,
-    other workers may not."""
+def test_a_bare_worker_mark_blocks_no_claim(store: JobStore) -> None:
+    """A worker's bare mark says it holds a prefetched message of the job, not that the job
+    runs: a handed-back job (retry countdown, warm shutdown) may run anywhere at once."""
     job = make_job()
     store.create(job)
     store.redis.set(keys.job_lease_key(job.id), "w-a", px=5000)
-    assert store.claim(job.id, 3, "w-b/12", 300, "w-b").verdict is Claim.BUSY
-    assert store.claim(job.id, 3, "w-a/11", 300, "w-a").verdict is Claim.RUN
+    assert store.claim(job.id, 3, "w-b/12", 300).verdict is Claim.RUN
+    assert store.lease_holder(job.id) == "w-b/12"
 
 
-def test_lease_keeper_renews_its_own_and_never_steals(redis_client: redis.Redis) -> None:
-    redis_client.set(keys.job_lease_key("theirs"), "worker-b/7", px=5000)
-    redis_client.set(keys.job_lease_key("running"), "worker-a/8", px=500)
-    keeper = LeaseKeeper(redis_client, "worker-a", 2.0, held=lambda: ["mine", "running", "theirs"])
-    assert keeper.renew_once() == 2
-    assert redis_client.get(keys.job_lease_key("mine")) == "worker-a"
-    # A run's lease keeps the run's name and the keeper's TTL.
-    assert redis_client.get(keys.job_lease_key("running")) == "worker-a/8"
-    assert redis_client.pttl(keys.job_lease_key("running")) > 1000
-    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b/7"
+def test_lease_keeper_names_runs_renews_its_own_and_never_steals(
+    redis_client: redis.Redis,
+) -> None:
+    lease = keys.job_lease_key
+    redis_client.set(lease("theirs"), "worker-b/7", px=5000)
+    redis_client.set(lease("running"), "worker-a/8", px=500)
+    redis_client.set(lease("started"), "worker-a", px=500)
+    held = {"prefetched": None, "lapsed": 9, "running": 8, "started": 10, "theirs": 11}
+    keeper = LeaseKeeper(redis_client, "worker-a", 2.0, held=lambda: held)
+    assert keeper.renew_once() == 4
+    assert redis_client.get(lease("prefetched")) == "worker-a"
+    # A running request whose lease lapsed (Redis was unreachable) gets its run's name back,
+    # never the bare mark that would let a sibling claim it; so does a bare mark that now runs.
+    assert redis_client.get(lease("lapsed")) == "worker-a/9"
+    assert redis_client.get(lease("started")) == "worker-a/10"
+    # A run's lease keeps the run's name and gets the keeper's TTL.
+    assert redis_client.get(lease("running")) == "worker-a/8"
+    assert redis_client.pttl(lease("running")) > 1000
+    assert redis_client.get(lease("theirs")) == "worker-b/7"
     # On shutdown it frees its own, so the next worker may claim them at once.
-    assert keeper.stop() == 2
-    assert redis_client.get(keys.job_lease_key("mine")) is None
-    assert redis_client.get(keys.job_lease_key("running")) is None
-    assert redis_client.get(keys.job_lease_key("theirs")) == "worker-b/7"
+    assert keeper.stop() == 4
+    assert [redis_client.get(lease(k)) for k in held] == [None, None, None, None, "worker-b/7"]
 
 
 class Clock:
@@ -93,7 +100,7 @@ def test_reconciler_resends_only_jobs_orphaned_for_a_lease_period(
         store.create(job)
         redis_client.zadd(keys.inflight_key(MODEL), {job.id: 1.0})
     store.claim(orphan.id, 3)  # running on a worker that then died
-    store.claim(leased.id, 3, holder="alive/1", lease_ms=60_000, worker="alive")
+    store.claim(leased.id, 3, holder="alive/1", lease_ms=60_000)
     store.cancel(done.id)
     # The dead worker's delivery, as kombu keeps it.
     message = {"headers": {"id": orphan.id}, "body": ""}
