@@ -18,7 +18,9 @@ def test_cancel_while_queued_in_the_batch_and_after_finish(
         "SlowEngine",
         options={"seconds": 0.3, "batching": "padded"},
         batch_max_size=4,
-        batch_max_wait_ms=1500,  # a batch of three waits here for a fourth: time to cancel
+        # A batch of three waits here for a fourth, the job submitted after the cancels: time
+        # to cancel, however slow the machine.
+        batch_max_wait_ms=8000,
     )
     with fleet.api.client() as http:
 
