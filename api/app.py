@@ -38,10 +38,10 @@ def create_app(
     tenants: TenantDirectory | None = None,
 ) -> FastAPI:
     """Build the API; collaborators default to the ones `settings` describe."""
-    # The submit path awaits Redis on the event loop (api.submission); the rest of the API
-    # reads through the store's blocking client in worker threads. A burst of submits waits
-    # for one of REDIS_CONNECTIONS instead of failing (the plain asyncio pool refuses past
-    # its cap) or opening hundreds.
+    # Submits and status polls await Redis on the event loop (api.submission, api.jobs); the
+    # rest of the API reads through the store's blocking client in worker threads. A burst
+    # waits for one of REDIS_CONNECTIONS instead of failing (the plain asyncio pool refuses
+    # past its cap) or opening hundreds.
     client = redis.asyncio.Redis.from_pool(
         redis.asyncio.BlockingConnectionPool.from_url(
             settings.redis_url,
@@ -69,6 +69,7 @@ def create_app(
     app.state.celery = celery or create_celery(settings)
     app.state.tenants = tenants or TenantDirectory.from_settings(settings)
     app.state.storage = storage_from_settings(settings)
+    app.state.redis = client
     app.state.submission = Submission(settings, app.state.store, client)
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 

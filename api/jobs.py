@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
+import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -15,12 +16,13 @@ from api.auth import authenticate
 from api.body import BATCH_BODY_LIMIT, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from api.submission import Submission
+from tasks import keys
 from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.storage import Storage
-from tasks.store import JobStore
+from tasks.store import MAX_JOB_ID_CHARS, JobStore, tenant_job
 from tasks.tenants import Tenant
 
 router = APIRouter(prefix="/v1")
@@ -195,11 +197,23 @@ def _owned(store: JobStore, tenant: Tenant, job_id: str) -> Job:
     return job
 
 
+async def _read_owned(request: Request, tenant: Tenant, job_id: str) -> Job:
+    """`_owned` on the event loop: a status poll is one HGETALL, awaited (redis.asyncio)
+    rather than handed to a worker thread, like a submit (api.submission)."""
+    client: redis.asyncio.Redis = request.app.state.redis
+    job = None
+    if len(job_id) <= MAX_JOB_ID_CHARS:
+        raw = cast(dict[str, str], await client.hgetall(keys.job_key(job_id)))
+        job = tenant_job(raw, tenant.id)
+    if job is None:
+        raise errors.NotFound(f"no job {job_id!r}")
+    return job
+
+
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, job_id: str, tenant: TenantDep) -> dict[str, Any]:
     """The job as it is now; another tenant's job is 404."""
-    _, store = _state(request)
-    job = await run_in_threadpool(_owned, store, tenant, job_id)
+    job = await _read_owned(request, tenant, job_id)
     return job.public()
 
 
@@ -244,9 +258,8 @@ async def cancel_job(request: Request, job_id: str, tenant: TenantDep) -> dict[s
 )
 async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
     """The audio itself (file storage) or a 307 to a presigned URL (S3)."""
-    _, store = _state(request)
     storage: Storage = request.app.state.storage
-    job = await run_in_threadpool(_owned, store, tenant, job_id)
+    job = await _read_owned(request, tenant, job_id)
     if job.status is not JobStatus.SUCCEEDED or job.audio is None:
         raise errors.JobNotFinished(
             f"the job is {job.status.value}; audio exists once it succeeded"
