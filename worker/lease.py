@@ -125,14 +125,19 @@ class Runs:
 
 def held_by_this_worker() -> dict[str, int | None]:
     """The jobs whose messages this worker holds, each with the pid of the process running
-    it (None while it is prefetched)."""
+    it (None while it is prefetched). A job two processes hold at once (a duplicate delivery)
+    is named after the one that started first: the other's claim is the one to refuse."""
     from celery.worker import state
 
     # The consumer thread changes these weak sets while we read them; retry on a clash.
     for _ in range(5):
         try:
             held: dict[str, int | None] = {r.id: None for r in list(state.reserved_requests)}
-            held.update({r.id: r.worker_pid for r in list(state.active_requests)})
+            active = sorted(state.active_requests, key=lambda r: r.time_start or float("inf"))
+            running: dict[str, int | None] = {}
+            for request in active:
+                running.setdefault(request.id, request.worker_pid)
+            held.update(running)
             return held
         except RuntimeError:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from worker.lease import Runs
+from worker.lease import Runs, held_by_this_worker
 
 
 def test_a_run_is_named_by_its_worker_and_process() -> None:
@@ -44,3 +44,24 @@ def test_an_earlier_run_in_this_process_is_over_once_the_job_is_not_running_here
     runs = Runs("w", alive=lambda pid: True)
     with runs.running("job-1") as first:
         assert first and runs.stale(f"w/{os.getpid()}") == f"w/{os.getpid()}"
+
+
+class _Request:
+    """What the lease keeper reads of a Celery request."""
+
+    def __init__(self, job_id: str, worker_pid: int | None, time_start: float | None) -> None:
+        self.id, self.worker_pid, self.time_start = job_id, worker_pid, time_start
+
+
+def test_the_keeper_names_a_job_after_the_process_that_started_it_first() -> None:
+    from celery.worker import state
+
+    prefetched = _Request("waiting", None, None)
+    first, duplicate = _Request("job", 11, 100.0), _Request("job", 12, 105.0)
+    state.reserved_requests.add(prefetched)
+    state.active_requests.update({duplicate, first})
+    try:
+        assert held_by_this_worker() == {"waiting": None, "job": 11}
+    finally:
+        state.reserved_requests.discard(prefetched)
+        state.active_requests.difference_update({duplicate, first})
