@@ -32,7 +32,7 @@ import httpx
 import redis
 
 from bench.run import OUT, machine
-from client.fleet import free_port, start_redis
+from client.fleet import free_port, start_redis, wait_for
 from tasks.settings import BUNDLED_VOICE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,17 +120,8 @@ def main() -> None:
             port = free_port()
             redises[fsync] = (port, start_redis(home / fsync, port, fsync=fsync))
         try:
-            for port, _ in redises.values():
-                client = redis.Redis(port=port)
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        client.ping()
-                        break
-                    except redis.ConnectionError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+            for fsync, (port, _) in redises.items():
+                wait_for(f"redis-server ({fsync})", redis.Redis(port=port).ping, 20)
             base = {k: v for k, v in os.environ.items() if not k.startswith("TTSFLEET_")}
             bare = [sys.executable, "-m", "bench.bare_api", "--port", "{port}"]
             always_url = f"redis://127.0.0.1:{redises['always'][0]}/0"

@@ -77,8 +77,9 @@ DISPATCHING = PREFIX + ":dispatching:{model}"
 DISPATCHER_LEASE = PREFIX + ":dispatcher:lease"
 
 
-# String per job held by the worker process that has its message (value: that process's
-# holder id, short TTL renewed by a heartbeat): a job whose lease lapsed has no live delivery.
+# String per job whose message a worker holds (value: the run's name `worker/pid`, or the
+# worker's bare mark while the job is prefetched; short TTL renewed by the worker's main
+# process, worker.lease): a job whose lease lapsed has no live delivery.
 JOB_LEASE = PREFIX + ":job-lease:{job_id}"
 
 # Sorted set per model of jobs the dispatcher sent to Celery (score: when), scanned by the

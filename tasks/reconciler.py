@@ -9,8 +9,8 @@ nor in its model's queue lists, nor waiting out a retry countdown on a worker (a
 message with a future `eta`: Celery keeps those in its timer, not among the requests a
 worker leases) is a suspect; still one after `job_lease_s` (longer than
 any gap between a worker popping a message and leasing it), its stale `unacked` entries are
-deleted and a fresh message is sent. Never two live runs: a claim refuses a job leased by
-another holder (tasks.store), and the store's transitions make the effect exactly once.
+deleted and a fresh message is sent. Never two live runs: a claim refuses a job whose lease
+names another live run (tasks.store), and the store's transitions make the effect exactly once.
 """
 
 from __future__ import annotations
