@@ -34,6 +34,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # `make up` needs the fleet and the bundled voice; tests and benchmarks add torch,
 # transformers and the development tools.

@@ -1,1 +1,2 @@
-"""The submit API: validates jobs, records them in Redis, enqueues them. Imports no torch."""
+"""The submit API process (`ttsfleet api`): validates a job, admits it into Redis in one
+script (intake), and answers status, audio and listing requests. Imports no torch."""

@@ -2,7 +2,7 @@
 
 A key is scoped to its tenant and remembered in Redis (so across API restarts) together
 with a fingerprint of the request. The first request claims the key with an in-flight
-marker in one atomic step; admission (tasks.intake) replaces the marker with the job ids in
+marker in one atomic step; admission (api.intake) replaces the marker with the job ids in
 the same script that creates the jobs. A duplicate then finds either the ids (replay the
 jobs as they are now), another fingerprint (422), or the marker (409: still in flight).
 The marker expires after `idempotency_in_flight_s`, so an API that died mid-request does
@@ -20,8 +20,8 @@ from typing import Any
 import redis.asyncio
 
 from api import errors
+from api.intake import IdempotencyRecord
 from tasks import keys
-from tasks.intake import IdempotencyRecord
 
 MAX_KEY_CHARS = 255
 

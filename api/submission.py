@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.idempotency import Claimed, IdempotencyKeys, fingerprint
-from tasks.intake import Intake
+from api.intake import Intake
 from tasks.jobs import Job
 from tasks.quota import RateLimiter
 from tasks.settings import Settings

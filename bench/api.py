@@ -32,7 +32,7 @@ import httpx
 import redis
 
 from bench.run import OUT, machine
-from client.fleet import free_port, start_redis, wait_for
+from fleet.embedded import free_port, start_redis, wait_for
 from tasks.settings import BUNDLED_VOICE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def main() -> None:
                     TTSFLEET_RATE_LIMIT_PER_S="0",
                     TTSFLEET_HOME=str(home / f"home-{fsync}"),
                 )
-                command = [sys.executable, "-m", "client.cli", "api", "--port", "{port}"]
+                command = [sys.executable, "-m", "fleet", "api", "--port", "{port}"]
                 servers[f"ttsfleet_fsync_{fsync}"] = (command, env)
             rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
             for _ in range(options.rounds):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from client.client import Client, read_env_file
-from client.fleet import free_port
+from fleet.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def running_fleet(concurrency: int, **settings: str) -> Iterator[Client]:
             **{f"TTSFLEET_{k.upper()}": v for k, v in settings.items()},
         )
         up = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "up", "--concurrency", str(concurrency)],
+            [sys.executable, "-m", "fleet", "up", "--concurrency", str(concurrency)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

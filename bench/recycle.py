@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker_children() -> dict[int, float]:
-    """RSS (MB) of every prefork child of a `client.cli worker` process this bench started."""
+    """RSS (MB) of every prefork child of a `fleet worker` process this bench started."""
     parents: dict[int, int] = {}
     commands: dict[int, str] = {}
     rss: dict[int, float] = {}
@@ -47,7 +47,7 @@ def worker_children() -> dict[int, float]:
         before = len(ours)
         ours |= {pid for pid, ppid in parents.items() if ppid in ours}
         grew = len(ours) > before
-    workers = {pid for pid in ours if "client.cli\x00worker" in commands.get(pid, "")}
+    workers = {pid for pid in ours if "fleet\x00worker" in commands.get(pid, "")}
     return {pid: rss.get(pid, 0.0) for pid, ppid in parents.items() if ppid in workers}
 
 

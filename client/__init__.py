@@ -1,5 +1,7 @@
-"""The Python client, the `ttsfleet` CLI and the embedded fleet of `make up`."""
+"""What an API user installs: the Python client (sync and async), `verify_webhook`, and the
+user verbs of the `ttsfleet` command. Imports nothing of the server."""
 
-from client.client import ApiError, Client
+from client.client import ApiError, AsyncClient, Client
+from client.webhooks import WebhookVerificationError, verify_webhook
 
-__all__ = ["ApiError", "Client"]
+__all__ = ["ApiError", "AsyncClient", "Client", "WebhookVerificationError", "verify_webhook"]

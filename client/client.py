@@ -1,7 +1,8 @@
-"""A small synchronous client for the v1 API."""
+"""Clients for the v1 API: `Client` (blocking) and `AsyncClient` (asyncio), one behaviour."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -25,6 +26,44 @@ class ApiError(Exception):
         self.message = message
         # Seconds the server asked us to wait (429, 503, 409 in flight), if it said.
         self.retry_after = retry_after
+
+
+def error_of(response: httpx.Response) -> ApiError:
+    """The `ApiError` an error answer (status >= 400) stands for."""
+    retry_after = response.headers.get("retry-after")
+    wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, error["code"], error["message"], wait)
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "http_error", response.text[:200], wait)
+
+
+def credentials(home: Path | None = None) -> tuple[str, str]:
+    """`TTSFLEET_API_URL`/`TTSFLEET_API_KEY`, else the `env` file `make up` wrote under
+    `TTSFLEET_HOME` (`.ttsfleet`)."""
+    home = home or Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
+    saved = read_env_file(home / "env")
+    url = os.environ.get("TTSFLEET_API_URL") or saved.get("TTSFLEET_API_URL")
+    key = os.environ.get("TTSFLEET_API_KEY") or saved.get("TTSFLEET_API_KEY")
+    if not url or not key:
+        raise ApiError(
+            0, "not_configured", "set TTSFLEET_API_URL and TTSFLEET_API_KEY, or run `make up`"
+        )
+    return url, key
+
+
+def _job_body(text: str, options: dict[str, Any]) -> dict[str, Any]:
+    return {"text": text, **options}
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+def _next_poll(delay: float) -> float:
+    """Polls back off from the first delay to 1 s."""
+    return min(delay * 1.5, 1.0)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -52,15 +91,7 @@ class Client:
     def from_env(cls, home: Path | None = None) -> Client:
         """`TTSFLEET_API_URL`/`TTSFLEET_API_KEY`, else the `env` file `make up` wrote under
         `TTSFLEET_HOME` (`.ttsfleet`)."""
-        home = home or Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
-        saved = read_env_file(home / "env")
-        url = os.environ.get("TTSFLEET_API_URL") or saved.get("TTSFLEET_API_URL")
-        key = os.environ.get("TTSFLEET_API_KEY") or saved.get("TTSFLEET_API_KEY")
-        if not url or not key:
-            raise ApiError(
-                0, "not_configured", "set TTSFLEET_API_URL and TTSFLEET_API_KEY, or run `make up`"
-            )
-        return cls(url, key)
+        return cls(*credentials(home))
 
     def close(self) -> None:
         self._http.close()
@@ -74,21 +105,14 @@ class Client:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            retry_after = response.headers.get("retry-after")
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
-            try:
-                error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"], wait)
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", response.text[:200]) from None
+            raise error_of(response)
         return response.json()
 
     def submit(
         self, text: str, idempotency_key: str | None = None, **options: Any
     ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._call(
-            "POST", "/v1/jobs", json={"text": text, **options}, headers=headers
+            "POST", "/v1/jobs", json=_job_body(text, options), headers=_idempotency(idempotency_key)
         )
         return result
 
@@ -96,9 +120,8 @@ class Client:
         self, jobs: list[dict[str, Any]], idempotency_key: str | None = None
     ) -> list[dict[str, Any]]:
         """Up to 1000 job requests in one call, all or none; the jobs in request order."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: list[dict[str, Any]] = self._call(
-            "POST", "/v1/jobs/batch", json={"jobs": jobs}, headers=headers
+            "POST", "/v1/jobs/batch", json={"jobs": jobs}, headers=_idempotency(idempotency_key)
         )["jobs"]
         return result
 
@@ -144,7 +167,7 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
             time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = _next_poll(delay)
 
     def download(self, job_id: str) -> bytes:
         """The audio bytes; follows the 307 to a presigned URL for S3 storage."""
@@ -153,5 +176,87 @@ class Client:
             # The presigned URL carries its own auth; the API key must not leak to it.
             response = httpx.get(response.headers["location"], timeout=60)
         if response.status_code >= 400:
-            self._call("GET", f"/v1/jobs/{job_id}/audio")
+            raise error_of(response)
+        return response.content
+
+
+class AsyncClient:
+    """`Client` for asyncio programs: the same calls, awaited."""
+
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+        )
+
+    @classmethod
+    def from_env(cls, home: Path | None = None) -> AsyncClient:
+        return cls(*credentials(home))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise error_of(response)
+        return response.json()
+
+    async def submit(
+        self, text: str, idempotency_key: str | None = None, **options: Any
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/jobs", json=_job_body(text, options), headers=_idempotency(idempotency_key)
+        )
+        return result
+
+    async def submit_batch(
+        self, jobs: list[dict[str, Any]], idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        answer = await self._call(
+            "POST", "/v1/jobs/batch", json={"jobs": jobs}, headers=_idempotency(idempotency_key)
+        )
+        result: list[dict[str, Any]] = answer["jobs"]
+        return result
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    async def voices(self) -> list[dict[str, Any]]:
+        voices: list[dict[str, Any]] = await self._call("GET", "/v1/voices")
+        return voices
+
+    async def wait(
+        self, job_id: str, timeout: float = 300.0, poll_s: float = 0.1
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        delay = poll_s
+        while True:
+            job = await self.get(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            await asyncio.sleep(delay)
+            delay = _next_poll(delay)
+
+    async def download(self, job_id: str) -> bytes:
+        response = await self._http.get(f"/v1/jobs/{job_id}/audio")
+        if response.status_code == 307:
+            async with httpx.AsyncClient(timeout=60) as bare:
+                response = await bare.get(response.headers["location"])
+        if response.status_code >= 400:
+            raise error_of(response)
         return response.content

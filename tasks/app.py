@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 
 from tasks import keys
-from tasks.jobs import Job, JobMessage, Priority
+from tasks.jobs import JobMessage, Priority
 from tasks.settings import Settings, get_settings
 
 # Kombu's Redis transport emulates priorities with one list per step; lower is served first.
@@ -51,15 +51,16 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-def enqueue(app: Celery, job: Job) -> None:
-    """Send the job's message to the queue of the model that serves its voice."""
-    send_synthesis(app, job.id, job.tenant, job.model, job.priority)
+def broker_lists(model: str) -> list[str]:
+    """The Redis lists kombu keeps for a model's queue, one per priority step."""
+    queue = keys.synth_queue(model)
+    return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
 
 
 def send_synthesis(
     app: Celery, job_id: str, tenant: str, model: str, priority: Priority, producer: Any = None
 ) -> None:
-    """The message of one job, as the dispatcher (tasks.dispatcher) sends it."""
+    """The message of one job, as the dispatcher (scheduler.dispatcher) sends it."""
     app.send_task(
         keys.SYNTHESIZE_TASK,
         args=[JobMessage(job_id=job_id, tenant=tenant).encode()],

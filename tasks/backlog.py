@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import redis
 
 from tasks import keys
-from tasks.dispatcher import ORDER, broker_lists
-from tasks.jobs import job_id_ms
+from tasks.app import broker_lists
+from tasks.jobs import PRIORITY_ORDER, job_id_ms
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,12 @@ def read_backlog(client: redis.Redis, model: str, now: float | None = None) -> B
     """Two pipelined round trips: the tenant rings, then every list's length and tail."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
-    for priority in ORDER:
+    for priority in PRIORITY_ORDER:
         pipe.lrange(keys.pending_tenants_key(model, priority.value), 0, -1)
     rings = pipe.execute()
     pending_lists = [
         keys.pending_key(model, p.value, _text(tenant))
-        for p, tenants in zip(ORDER, rings, strict=True)
+        for p, tenants in zip(PRIORITY_ORDER, rings, strict=True)
         for tenant in tenants
     ]
     celery_lists = broker_lists(model)

@@ -88,6 +88,10 @@ class Priority(StrEnum):
         return {"high": 0, "normal": 3, "low": 6}[self.value]
 
 
+# Priorities served first to last (the dispatcher's order, and the backlog's).
+PRIORITY_ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+
+
 class AudioFormat(StrEnum):
     WAV = "wav"
     FLAC = "flac"

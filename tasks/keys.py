@@ -83,7 +83,7 @@ DISPATCHER_LEASE = PREFIX + ":dispatcher:lease"
 JOB_LEASE = PREFIX + ":job-lease:{job_id}"
 
 # Sorted set per model of jobs the dispatcher sent to Celery (score: when), scanned by the
-# reconciler (tasks.reconciler) for jobs whose message died with a worker.
+# reconciler (scheduler.reconciler) for jobs whose message died with a worker.
 INFLIGHT = PREFIX + ":inflight:{model}"
 
 # kombu's Redis transport: messages delivered but not acked, by delivery tag, and their index.

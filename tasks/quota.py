@@ -3,7 +3,7 @@ bucket behind the submit rate limit.
 
 The active jobs are a sorted set per tenant, not a counter: member the job id, score the
 time its record expires (creation + `job_ttl_s`, on the Redis server's clock, the one that
-expires the record). Admission (tasks.intake) first drops the entries whose score has
+expires the record). Admission (api.intake) first drops the entries whose score has
 passed, then compares ZCARD with the limit and adds the new ids, in the script that creates
 the jobs; a job leaving queued/running is ZREM'd in the store's script that moves it. So it
 needs no lock and is right across API processes, as the counter was, but it heals itself: a
@@ -27,7 +27,7 @@ from tasks import keys
 
 _ACTIVE_HEAD, _ACTIVE_TAIL = keys.TENANT_ACTIVE.split("{tenant}")
 
-# Lua functions for the scripts that create jobs (tasks.intake, JobStore.create). Scores use
+# Lua functions for the scripts that create jobs (api.intake, JobStore.create). Scores use
 # Redis's TIME: an API host's clock may differ from the one that expires the records.
 ADMIT_ACTIVE_LUA = """
 local function redis_now()
@@ -106,7 +106,7 @@ class RateDecision:
 
 class RateLimiter:
     """A token bucket per tenant, refilled continuously; one script call per request, awaited
-    on the API's event loop (see tasks.intake)."""
+    on the API's event loop (see api.intake)."""
 
     def __init__(self, client: redis.asyncio.Redis, per_s: float, burst: int) -> None:
         self._redis = client

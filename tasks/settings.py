@@ -92,10 +92,10 @@ class Settings(BaseSettings):
     # 8 tries wait 31.5 s in all: one attempt outlasts a 30 s outage of the object store.
     storage_attempts: int = Field(default=8, ge=1)
     storage_retry_wait_s: float = Field(default=0.5, ge=0)
-    # Which model and device this worker process serves (set by `ttsfleet worker`).
+    # Which model and device this worker process serves (`ttsfleet worker` sets them).
     worker_model: str | None = None
     worker_device: str = "cpu"
-    # Set by `ttsfleet worker` for the worker process it supervises (worker.supervisor).
+    # True in the worker process that worker.supervisor runs (`ttsfleet worker` sets it).
     worker_supervised: bool = False
     # Touched once the model is loaded and warm (a readiness probe can test for it).
     worker_ready_file: Path | None = None
@@ -134,7 +134,23 @@ class Settings(BaseSettings):
         return self.worker_model or next(iter(self.models))
 
 
+_installed: Settings | None = None
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read from the environment on first use."""
+def _from_environment() -> Settings:
     return Settings()
+
+
+def get_settings() -> Settings:
+    """The process's settings: those `install`ed, else read from the environment once."""
+    return _installed if _installed is not None else _from_environment()
+
+
+def install(settings: Settings) -> Settings:
+    """Make `settings` this process's (and its forked children's) before anything reads
+    them: a launcher that refines the environment's settings with its command line (the
+    worker's model and device) hands them over this way, not through `os.environ`."""
+    global _installed
+    _installed = settings
+    return settings

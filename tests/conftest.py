@@ -141,11 +141,11 @@ def store(settings: Settings, redis_client: redis.Redis) -> JobStore:
 
 
 class DispatcherThread:
-    """The real dispatcher (tasks.dispatcher) on the real Redis, in a thread of the test."""
+    """The real dispatcher (scheduler.dispatcher) on the real Redis, in a thread of the test."""
 
     def __init__(self, settings: Settings) -> None:
+        from scheduler.dispatcher import Dispatcher
         from tasks.app import create_app as create_celery
-        from tasks.dispatcher import Dispatcher
 
         self.celery = create_celery(settings)
         self.dispatcher = Dispatcher.from_settings(settings, self.celery)
@@ -264,7 +264,7 @@ class WorkerProcess:
         args = [
             sys.executable,
             "-m",
-            "client.cli",
+            "fleet",
             "worker",
             "--concurrency",
             str(concurrency),

@@ -1,1 +1,2 @@
-"""The synthesis side: engines, audio encoding, the job runner and worker start-up."""
+"""The synth worker process (`ttsfleet worker`, `celery -A tasks worker`): its start-up, the
+Celery task, runner, micro-batcher, engines, audio encoding, cache, leases, recycling."""

@@ -5,7 +5,7 @@ broadcast that waits out a fixed timeout for replies, says nothing of model, dev
 recent throughput, and a worker busy in a long batch answers late and looks absent. One
 hash per node (`tasks.keys.WORKER`, TTL three beats) is one round trip to read, carries
 jobs/s over the last minute, and disappears on its own when the worker dies. Remote
-control stays for what needs the worker itself: draining it (client.fleet_view).
+control stays for what needs the worker itself: draining it (fleet.view).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ When the earlier run of the same worker is over, `Runs.stale` says so (its proce
 or it is this process and no longer runs the job) and the claim takes the lease over at
 once: a killed child's job, requeued by `task_reject_on_worker_lost`, runs again on its own
 worker without waiting for the lease to lapse. A killed main process stops renewing, its
-leases lapse within `job_lease_s`, and the reconciler (tasks.reconciler) sends its jobs again.
+leases lapse within `job_lease_s`, and the reconciler (scheduler.reconciler) sends its jobs again.
 """
 
 from __future__ import annotations

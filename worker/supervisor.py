@@ -10,7 +10,6 @@ or SIGINT are passed on to the child, whose warm shutdown then finishes its jobs
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -19,12 +18,10 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-# Set in the child's environment: it runs the worker itself instead of supervising.
-SUPERVISED_ENV = "TTSFLEET_WORKER_SUPERVISED"
-
 
 def supervise(argv: list[str], restart_delay_s: float = 0.5) -> int:
-    """Run `python -m client.cli <argv>` again each time it exits, until stopped."""
+    """Run `python -m worker.main <argv>` again each time it exits, until stopped; `argv`
+    carries `--supervised`, so that child runs the worker itself."""
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
@@ -36,10 +33,9 @@ def supervise(argv: list[str], restart_delay_s: float = 0.5) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    env = {**os.environ, SUPERVISED_ENV: "1"}
     code = 0
     while not stopping:
-        child = subprocess.Popen([sys.executable, "-m", "client.cli", *argv], env=env)
+        child = subprocess.Popen([sys.executable, "-m", "worker.main", *argv])
         code = child.wait()
         if not stopping:
             print(f"worker {child.pid} exited ({code}); starting a fresh one", flush=True)

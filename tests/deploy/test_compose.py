@@ -122,7 +122,7 @@ def test_cpu_worker_only_runs_under_its_profile(services: dict[str, Any]) -> Non
 
 
 def test_callbacks_worker_runs_the_callbacks_queue(services: dict[str, Any]) -> None:
-    assert services["callbacks"]["command"] == ["ttsfleet", "worker", "--callbacks"]
+    assert services["callbacks"]["command"] == ["ttsfleet", "callbacks"]
     assert "deploy" not in services["callbacks"], "callbacks never hold a GPU"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import redis
 
 from tasks import keys
-from tasks.dispatcher import broker_lists
+from tasks.app import broker_lists
 from tests.faults.conftest import MODEL, Fleet, elapsed
 
 

@@ -93,7 +93,7 @@ def api_process(make_settings: Callable[..., Settings], redis_client: redis.Redi
     settings = make_settings(rate_limit_per_s=0)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "client.cli", "api", "--port", str(port)],
+        [sys.executable, "-m", "fleet", "api", "--port", str(port)],
         cwd=ROOT, env={**settings_env(settings), "TTSFLEET_RATE_LIMIT_PER_S": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -138,7 +138,7 @@ def test_cuda_worker_without_cuda_fails_fast(
     )
     env = {**settings_env(settings), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "worker", "--device", "cuda:0"],
+        [sys.executable, "-m", "fleet", "worker", "--device", "cuda:0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0

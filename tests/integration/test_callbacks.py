@@ -21,17 +21,17 @@ import httpx
 import pytest
 import redis
 
+from callbacks.delivery import CallbackDelivery, CallbacksWorker
+from callbacks.outbox import Outbox
 from client.webhooks import verify_webhook
 from tasks import keys
 from tasks.jobs import CallbackInfo, ErrorInfo, Job
-from tasks.outbox import Outbox
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import Claim, JobStore
 from tasks.tenants import Tenant, TenantDirectory
 from tests.conftest import ROOT, ApiServer, free_port, settings_env, wait_until
 from tests.integration.test_store import AUDIO, make_job
-from worker.callbacks import CallbackDelivery, CallbacksWorker
 
 SECRET = "whsec_" + base64.b64encode(b"n" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
@@ -544,7 +544,7 @@ def test_end_to_end_submit_synthesize_deliver(
     log = tmp_path / "callbacks.log"
     with open(log, "wb") as out:
         callbacks = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "worker", "--callbacks"],
+            [sys.executable, "-m", "fleet", "callbacks"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -19,7 +19,7 @@ from tests.integration.test_pipeline import check_speech
 def run_batch(api: ApiServer, lines: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TTSFLEET_API_URL": api.url, "TTSFLEET_API_KEY": API_KEYS["acme"]}
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "batch", str(lines), "--out-dir", str(out)],
+        [sys.executable, "-m", "fleet", "batch", str(lines), "--out-dir", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

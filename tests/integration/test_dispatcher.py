@@ -10,9 +10,10 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
+from scheduler.dispatcher import Dispatcher
 from tasks import keys
+from tasks.app import broker_lists
 from tasks.app import create_app as create_celery
-from tasks.dispatcher import Dispatcher, broker_lists
 from tasks.settings import Settings
 from tests.conftest import ApiServer, free_port
 

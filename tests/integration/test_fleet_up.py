@@ -57,7 +57,7 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         "TTSFLEET_FLOWER_PORT": str(flower_port),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "client.cli", "up", "--concurrency", "1"],
+        [sys.executable, "-m", "fleet", "up", "--concurrency", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -77,7 +77,7 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             k: v for k, v in env.items() if k not in ("TTSFLEET_API_PORT", "TTSFLEET_FLOWER_PORT")
         }
         say = subprocess.run(
-            [sys.executable, "-m", "client.cli", "say", "Hello from the embedded fleet.", "-o", str(out)],
+            [sys.executable, "-m", "fleet", "say", "Hello from the embedded fleet.", "-o", str(out)],
             cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert say.returncode == 0, say.stderr
@@ -103,7 +103,7 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         # `ttsfleet fleet` finds the embedded Redis in .ttsfleet/env and sees the worker.
         def fleet_workers() -> list[dict[str, object]]:
             result = subprocess.run(
-                [sys.executable, "-m", "client.cli", "fleet", "--json"],
+                [sys.executable, "-m", "fleet", "fleet", "--json"],
                 cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             assert result.returncode == 0, result.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from client.fleet_view import read_workers
+from fleet.view import read_workers
 from worker import heartbeat, metrics
 from worker.heartbeat import Heartbeat
 

@@ -72,7 +72,7 @@ def value(
 
 def fleet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "fleet", *args],
+        [sys.executable, "-m", "fleet", "fleet", *args],
         # Wide enough that rich does not fold the node names.
         cwd=ROOT, env={**settings_env(settings), "COLUMNS": "200"}, capture_output=True,
         text=True, timeout=90,
@@ -267,7 +267,7 @@ def test_api_processes_log_json_lines(redis_server: RedisServer, tmp_path: Path)
     log = tmp_path / "api.log"
     with open(log, "wb") as out:
         api = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "api", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "fleet", "api", "--port", str(port), "--workers", "2"],
             cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

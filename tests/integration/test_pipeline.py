@@ -112,7 +112,7 @@ def test_cli_say_writes_a_wav(fleet: ApiServer, tmp_path: Path) -> None:
     out = tmp_path / "hello.wav"
     env = {**os.environ, "TTSFLEET_API_URL": fleet.url, "TTSFLEET_API_KEY": API_KEYS["acme"]}
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "say", "Hello world", "-o", str(out)],
+        [sys.executable, "-m", "fleet", "say", "Hello world", "-o", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

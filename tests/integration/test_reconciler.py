@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
+from scheduler.reconciler import Reconciler
 from tasks import keys
-from tasks.app import create_app
-from tasks.dispatcher import broker_lists
-from tasks.reconciler import Reconciler
+from tasks.app import broker_lists, create_app
 from tasks.settings import Settings
 from tasks.store import Claim, JobStore
 from tests.integration.test_store import make_job

@@ -1,4 +1,4 @@
-"""worker.deadline on real loopback TCP sockets: a deadline wakes a read blocked in another
+"""callbacks.deadline on real loopback TCP sockets: a deadline wakes a read blocked in another
 thread at once, and leaves alone an attempt that ended in time."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from callbacks.deadline import AttemptDeadline
 from tests.conftest import wait_until
-from worker.deadline import AttemptDeadline
 
 CONNECTED = "connection.connect_tcp.complete"  # the httpcore trace event the deadline reads
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from client.fleet import dev_tenant
+from fleet.embedded import dev_tenant
 from tasks.settings import Settings
 from tasks.tenants import TenantDirectory
 

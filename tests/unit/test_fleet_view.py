@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.fleet_view import WorkerView, parse_duration, plan
+from fleet.view import WorkerView, parse_duration, plan
 
 
 def worker(model: str, rate: float) -> WorkerView:

@@ -3,7 +3,7 @@
 One Lua call checks the tenant's `max_queued_jobs`, writes every record of the request
 (one job or a batch of up to 1000), indexes them, adds them to the tenant's active jobs
 (tasks.quota, which first drops the entries of expired records), puts
-the ids in the tenant's pending lists for the dispatcher (tasks.dispatcher) and records
+the ids in the tenant's pending lists for the dispatcher (scheduler.dispatcher) and records
 the Idempotency-Key's outcome. So a 202 means all of it happened and a refusal means none
 of it did: there is no half-made job to clean up, and no window in which the quota could
 be overshot by two API processes at once.

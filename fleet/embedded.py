@@ -169,15 +169,15 @@ def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> 
 
         client = redis.Redis(port=redis_port, socket_connect_timeout=0.5)
         wait_for("redis-server", client.ping, 20)
-        me = [sys.executable, "-m", "client.cli"]
+        me = [sys.executable, "-m", "fleet"]
         fleet.spawn("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)], env)
         worker = [*me, "worker", "--device", "cpu"]
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
         fleet.spawn("worker", worker, env)
-        # Jobs wait in per-tenant lists until the dispatcher moves them (tasks.dispatcher).
+        # Jobs wait in per-tenant lists until the dispatcher moves them (scheduler.dispatcher).
         fleet.spawn("dispatcher", [*me, "dispatcher"], env)
-        fleet.spawn("callbacks", [*me, "worker", "--callbacks"], env)
+        fleet.spawn("callbacks", [*me, "callbacks"], env)
         fleet.spawn(
             "flower",
             [sys.executable, "-m", "celery", "-A", "tasks", "flower",

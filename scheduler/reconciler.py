@@ -27,8 +27,7 @@ import redis
 from celery import Celery
 
 from tasks import keys
-from tasks.app import send_synthesis
-from tasks.dispatcher import broker_lists
+from tasks.app import broker_lists, send_synthesis
 from tasks.jobs import Priority
 from tasks.store import TERMINAL
 

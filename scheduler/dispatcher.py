@@ -25,24 +25,19 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from scheduler.reconciler import Reconciler
 from tasks import keys
-from tasks.app import PRIORITY_STEPS, send_synthesis
-from tasks.jobs import Priority
+from tasks.app import broker_lists, send_synthesis
+from tasks.jobs import PRIORITY_ORDER, Priority
 from tasks.settings import Settings
 
-if TYPE_CHECKING:
-    from tasks.reconciler import Reconciler
-
 log = logging.getLogger(__name__)
-
-# Priorities served first to last.
-ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 # Pending entries a single call may skip (canceled while pending) before it returns.
 _SKIP_BUDGET = 1000
@@ -95,30 +90,6 @@ return 0
 """
 
 
-def broker_lists(model: str) -> list[str]:
-    """The Redis lists kombu keeps for a model's queue, one per priority step."""
-    queue = keys.synth_queue(model)
-    return [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
-
-
-def pending_jobs(client: redis.Redis, model: str) -> int:
-    """Jobs of `model` waiting for the dispatcher, all tenants and priorities: the backlog
-    an autoscaler should watch (the Celery queue is kept shallow on purpose)."""
-    rings = [keys.pending_tenants_key(model, p.value) for p in ORDER]
-    pipe = client.pipeline(transaction=False)
-    for ring in rings:
-        pipe.lrange(ring, 0, -1)
-    lists = [
-        keys.pending_key(model, p.value, tenant)
-        for p, tenants in zip(ORDER, pipe.execute(), strict=True)
-        for tenant in tenants
-    ]
-    pipe = client.pipeline(transaction=False)
-    for name in lists:
-        pipe.llen(name)
-    return sum(int(n) for n in pipe.execute())
-
-
 class Dispatcher:
     """Moves pending jobs into Celery queues, round-robin across tenants."""
 
@@ -148,8 +119,6 @@ class Dispatcher:
         client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
-        from tasks.reconciler import Reconciler
-
         reconciler = Reconciler(client, celery, settings.models, settings.job_lease_s)
         return cls(
             client, celery, settings.models, settings.dispatch_queue_depth,
@@ -187,7 +156,7 @@ class Dispatcher:
         sent = 0
         for model in self._models:
             args: list[str | int] = [self._depth, keys.job_key("")]
-            for priority in ORDER:
+            for priority in PRIORITY_ORDER:
                 args += [
                     keys.pending_tenants_key(model, priority.value),
                     keys.pending_key(model, priority.value, ""),

@@ -1,4 +1,4 @@
-"""The callbacks worker (`ttsfleet worker --callbacks`): delivers signed terminal events.
+"""Signed delivery of terminal events from the outbox, and the loop that runs it.
 
 A plain process, not a Celery task. Retries must wait in the Redis outbox anyway (Celery
 ETA/countdown tasks are run twice past the Redis visibility timeout, kombu#337), so a
@@ -13,7 +13,6 @@ import email.utils
 import json
 import logging
 import random
-import signal
 import ssl
 import threading
 import time
@@ -24,15 +23,15 @@ from typing import Any
 
 import httpx
 
+from callbacks.deadline import AttemptDeadline
+from callbacks.outbox import CallbackState, Event, Outbox
 from client.webhooks import signature_header
 from tasks.errors import CallbackForbidden
 from tasks.jobs import Job
-from tasks.outbox import CallbackState, Event, Outbox
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard, Destination
 from tasks.store import JobStore
 from tasks.tenants import TenantDirectory
-from worker.deadline import AttemptDeadline
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ class CallbackDelivery:
             else f"{_bracketed(destination.host)}:{destination.port}"
         )
         # trust_env=False: a proxy from the environment would connect to the name itself.
-        # The timeout bounds each read; the deadline bounds the attempt (worker.deadline).
+        # The timeout bounds each read; the deadline bounds the attempt (callbacks.deadline).
         with (
             AttemptDeadline(self.timeout_s) as deadline,
             httpx.Client(
@@ -276,28 +275,3 @@ def outbox_lease_s(timeout_s: float) -> float:
     renewed while the attempt runs: renewal would let a dripping receiver hold its event
     indefinitely, and would add a second writer per event whose own stalls need a bound."""
     return timeout_s * 2 + 10
-
-
-def build_worker(settings: Settings) -> CallbacksWorker:
-    store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-    outbox = Outbox(store.redis, lease_s=outbox_lease_s(settings.callback_timeout_s))
-    delivery = CallbackDelivery(
-        settings,
-        store,
-        outbox,
-        TenantDirectory.from_settings(settings),
-        CallbackGuard.from_settings(settings),
-    )
-    return CallbacksWorker(delivery)
-
-
-def main(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; in-flight deliveries finish (each is bounded by its deadline)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker = build_worker(settings)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    log.info("callbacks worker ready.")
-    worker.run()
-    log.info("callbacks worker stopped.")
-    return 0

@@ -1,0 +1,181 @@
+"""The server verbs of `ttsfleet`: run the fleet's processes and watch them.
+
+Registered with the client's command through the `ttsfleet.commands` entry-point group
+(client.cli), so `pip install ttsfleet` alone offers only the user verbs. Each verb hands
+its options to the launcher in the package it starts (api.server, worker.main,
+scheduler.main, callbacks.main); nothing is passed through `os.environ`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.client import read_env_file
+
+# Exit code of a verb that cannot reach Redis (the user verbs' 4 is "cannot reach the API").
+RET_UNREACHABLE = 4
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from fleet.embedded import up
+
+    home = Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
+    api_port = int(os.environ.get("TTSFLEET_API_PORT", "8000"))
+    flower_port = int(os.environ.get("TTSFLEET_FLOWER_PORT", "5555"))
+    return up(home, api_port, flower_port, args.concurrency)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from api.server import serve
+    from tasks.settings import get_settings
+
+    serve(get_settings(), args.host, args.port, args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.callbacks:
+        # The old spelling of `ttsfleet callbacks`.
+        if args.model or args.device != "cpu":
+            raise SystemExit("--callbacks runs on its own: no --model, no --device")
+        return cmd_callbacks(args)
+    from worker.main import options_from, run
+
+    return run(options_from(args))
+
+
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    from scheduler.main import run
+    from tasks.settings import get_settings
+
+    return run(get_settings(), args.loglevel)
+
+
+def cmd_callbacks(args: argparse.Namespace) -> int:
+    from callbacks.main import main as run_callbacks
+    from tasks.settings import get_settings
+
+    return run_callbacks(get_settings())
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    import time
+
+    import redis
+    from rich.console import Console
+    from rich.live import Live
+
+    # Next to `make up`, its Redis (on a free port) is named in `.ttsfleet/env`; before
+    # anything reads the settings.
+    saved = read_env_file(Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet")) / "env")
+    if "TTSFLEET_REDIS_URL" not in os.environ and "TTSFLEET_REDIS_URL" in saved:
+        os.environ["TTSFLEET_REDIS_URL"] = saved["TTSFLEET_REDIS_URL"]
+
+    from fleet import view as fleet_view
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(f"ttsfleet: cannot reach Redis at {_redacted(settings.redis_url)}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return RET_UNREACHABLE
+    if args.action == "drain":
+        from tasks.app import app
+
+        try:
+            fleet_view.drain(app, client, args.node, timeout_s=args.timeout)
+        except fleet_view.DrainError as exc:
+            print(f"ttsfleet: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    drain_s = fleet_view.parse_duration(args.drain)
+
+    def view() -> dict[str, Any]:
+        return fleet_view.snapshot(client, list(settings.models), drain_s)
+
+    if args.json:
+        print(json.dumps(view(), indent=2))
+        return 0
+    if not args.watch:
+        Console().print(fleet_view.render(view()))
+        return 0
+    with Live(fleet_view.render(view()), auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(args.interval)
+                live.update(fleet_view.render(view()), refresh=True)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for an error message."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
+
+
+def register(sub: Any) -> None:
+    """Add the server verbs to the `ttsfleet` command's subparsers."""
+    from worker.main import add_arguments as worker_arguments
+
+    up = sub.add_parser("up", help="start the embedded fleet in the foreground (Ctrl-C stops it)")
+    up.add_argument(
+        "--concurrency", type=int, default=None, help="synth worker processes (default: cores)"
+    )
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    api.add_argument(
+        "--workers", type=int, default=1, help="API processes sharing the socket (default: 1)"
+    )
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a synthesis worker for one model on one device")
+    worker_arguments(worker)
+    worker.add_argument("--callbacks", action="store_true", help="same as `ttsfleet callbacks`")
+    worker.set_defaults(func=cmd_worker)
+
+    dispatcher = sub.add_parser(
+        "dispatcher", help="move pending jobs to the workers' queues, fairly across tenants"
+    )
+    dispatcher.add_argument("--loglevel", default="INFO", help="log level (default: INFO)")
+    dispatcher.set_defaults(func=cmd_dispatcher)
+
+    callbacks = sub.add_parser(
+        "callbacks", help="deliver signed job callbacks from the outbox (CPU only, no model)"
+    )
+    callbacks.set_defaults(func=cmd_callbacks)
+
+    fleet = sub.add_parser(
+        "fleet", help="queues, workers and the workers needed to drain the backlog (Redis)"
+    )
+    fleet.add_argument(
+        "--drain", default="10m", help="target time to clear the backlog (default: 10m)"
+    )
+    fleet.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    fleet.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)"
+    )
+    fleet.add_argument("--json", action="store_true", help="print the view as JSON")
+    fleet.set_defaults(func=cmd_fleet, action=None)
+    fleet_actions = fleet.add_subparsers(dest="action", metavar="ACTION")
+    drain = fleet_actions.add_parser(
+        "drain", help="stop NODE consuming, let its jobs in hand finish, then shut it down"
+    )
+    drain.add_argument("node", help="a node name from `ttsfleet fleet`")
+    drain.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait (default: 600)"
+    )
