@@ -23,7 +23,7 @@ test: install redis-server chromium lint
 # Batching gain, queue tax and latency on this machine, then what the submit API costs
 # against bare FastAPI (wrk); writes bench/out/bench.{json,png} and bench/out/api.json.
 bench: install redis-server wrk
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -e '.[server,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.api
 
@@ -48,12 +48,12 @@ $(BIN)/python:
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[piper]'
+	$(PIP) install -e '.[server,piper]'
 	@touch $@
 
 $(STAMP): $(RUN_STAMP)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e '.[piper,transformers,dev]'
+	$(PIP) install -e '.[server,piper,transformers,dev]'
 	@touch $@
 
 # $(call apt-ensure,COMMAND,PACKAGE): install PACKAGE with apt-get unless COMMAND exists,
