@@ -17,6 +17,10 @@ from typing import Any
 
 from client.client import read_env_file
 
+# Imported here, not in `register`: without the server's dependencies this module then fails
+# to load, and the client's command says which package is missing (client.cli).
+from worker.main import add_arguments as worker_arguments
+
 # Exit code of a verb that cannot reach Redis (the user verbs' 4 is "cannot reach the API").
 RET_UNREACHABLE = 4
 
@@ -127,8 +131,6 @@ def _redacted(url: str) -> str:
 
 def register(sub: Any) -> None:
     """Add the server verbs to the `ttsfleet` command's subparsers."""
-    from worker.main import add_arguments as worker_arguments
-
     up = sub.add_parser("up", help="start the embedded fleet in the foreground (Ctrl-C stops it)")
     up.add_argument(
         "--concurrency", type=int, default=None, help="synth worker processes (default: cores)"
