@@ -54,9 +54,9 @@ def test_image_declares_a_health_check_and_the_model_volume(dockerfile: Path) ->
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_image_installs_the_piper_and_transformers_extras(dockerfile: Path) -> None:
+def test_image_installs_the_server_with_the_piper_and_transformers_extras(dockerfile: Path) -> None:
     runs = [args for ins, args in dockerfile_instructions(dockerfile) if ins == "RUN"]
-    assert any("pip install '.[piper,transformers]'" in run for run in runs)
+    assert any("pip install '.[server,piper,transformers]'" in run for run in runs)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
