@@ -21,23 +21,13 @@ import redis.asyncio
 
 from api import errors
 from api.intake import IdempotencyRecord
-from tasks import keys
+from tasks import keys, scripts
 
 MAX_KEY_CHARS = 255
 
-# KEYS[1]: record. ARGV: in-flight value, its TTL (s). Claim if free, else return what is there.
-_CLAIM = """
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return false
-"""
-
-# KEYS[1]: record. ARGV: the in-flight value we set. Delete only our own marker.
-_ABANDON = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# api/lua/: each file says its KEYS and ARGV.
+_CLAIM = scripts.load("api", "idempotency_claim")
+_ABANDON = scripts.load("api", "idempotency_abandon")
 
 
 def fingerprint(route: str, body: Any) -> str:

@@ -16,53 +16,13 @@ from typing import Literal, cast
 
 import redis
 
-from tasks import keys
+from tasks import keys, scripts
 
 CallbackState = Literal["pending", "delivered", "failed"]
 
-# KEYS[1]: outbox. ARGV: now, lease end, how many, lease token, event key prefix.
-# Event keys are built here from the member (a standalone Redis, not a cluster).
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
-for _, id in ipairs(ids) do
-  local ek = ARGV[5] .. id
-  if redis.call('EXISTS', ek) == 0 then
-    redis.call('ZREM', KEYS[1], id)  -- its job expired: nothing left to tell
-  else
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    redis.call('HSET', ek, 'lease', ARGV[4])
-    redis.call('HSETNX', ek, 'first_ts', ARGV[1])
-    local f = redis.call('HMGET', ek, 'job_id', 'type', 'first_ts', 'attempts')
-    table.insert(out, {id, f[1] or '', f[2] or '', f[3] or ARGV[1], f[4] or '0'})
-  end
-end
-return out
-"""
-
-# KEYS: outbox, event, job. ARGV: event id, lease token, state, last HTTP status ('' if
-# none), next due (for pending). The job's `callback` shows the same state, in one step.
-_SETTLE = """
-if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then return -1 end
-local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-redis.call('HDEL', KEYS[2], 'lease')
-redis.call('HSET', KEYS[2], 'state', ARGV[3])
-if ARGV[3] == 'pending' then
-  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-local raw = redis.call('HGET', KEYS[3], 'callback')
-if raw and raw ~= 'null' then
-  local cb = cjson.decode(raw)
-  cb['state'] = ARGV[3]
-  cb['attempts'] = attempts
-  cb['last_status'] = cjson.null
-  if ARGV[4] ~= '' then cb['last_status'] = tonumber(ARGV[4]) end
-  redis.call('HSET', KEYS[3], 'callback', cjson.encode(cb))
-end
-return attempts
-"""
+# callbacks/lua/: each file says its KEYS and ARGV.
+_CLAIM = scripts.load("callbacks", "outbox_claim")
+_SETTLE = scripts.load("callbacks", "outbox_settle")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from scheduler.reconciler import Reconciler
-from tasks import keys
+from tasks import keys, scripts
 from tasks.app import broker_lists, send_synthesis
 from tasks.jobs import PRIORITY_ORDER, Priority
 from tasks.settings import Settings
@@ -42,52 +42,9 @@ log = logging.getLogger(__name__)
 # Pending entries a single call may skip (canceled while pending) before it returns.
 _SKIP_BUDGET = 1000
 
-# KEYS[1]: the model's dispatching hash; KEYS[2..]: the model's Celery lists (one per priority
-# step). ARGV: queue depth bound, job key prefix, then per priority, highest first: the ring of
-# tenants, the prefix of their pending lists, the priority's name.
-# Returns {job id, tenant, priority, ...} of the jobs it moved to the dispatching hash.
-_TAKE = """
-local depth = 0
-for k = 2, #KEYS do depth = depth + redis.call('LLEN', KEYS[k]) end
-local room = tonumber(ARGV[1]) - depth
-local taken, skips = {}, 0
-local a = 3
-while a + 2 < #ARGV and room > 0 and skips < tonumber(ARGV[#ARGV]) do
-  local ring, prefix, priority = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  while room > 0 and skips < tonumber(ARGV[#ARGV]) do
-    -- Rotate: the tenant served now goes to the back of the ring.
-    local tenant = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
-    if not tenant then break end
-    local pending = prefix .. tenant
-    local job_id = redis.call('RPOP', pending)
-    if redis.call('LLEN', pending) == 0 then redis.call('LREM', ring, 0, tenant) end
-    if job_id then
-      -- A job canceled (or expired) while pending is dropped here, never sent.
-      if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' then
-        redis.call('HSET', KEYS[1], job_id, tenant .. ' ' .. priority)
-        taken[#taken + 1] = job_id
-        taken[#taken + 1] = tenant
-        taken[#taken + 1] = priority
-        room = room - 1
-      else
-        skips = skips + 1
-      end
-    end
-  end
-  a = a + 3
-end
-return taken
-"""
-
-# KEYS[1]: lease. ARGV: token, milliseconds. Take the lease if free, extend it if ours.
-_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
+# scheduler/lua/: each file says its KEYS and ARGV.
+_TAKE = scripts.load("scheduler", "dispatch_take")
+_LEASE = scripts.load("scheduler", "dispatch_lease")
 
 
 class Dispatcher:

@@ -51,7 +51,8 @@ def synth_queue(model: str) -> str:
 # max_queued_jobs and adds the new jobs in the script that creates them; the store's terminal
 # transitions and discard remove a job (tasks.quota says why a set and not a count). A new
 # name: the counter it replaces lived at ":active", and a Redis kept across an upgrade (make
-# up's AOF) must not meet a set operation on that string (WRONGTYPE).
+# up's AOF) must not meet a set operation on that string (WRONGTYPE). tasks/lua/release_active.lua
+# spells this pattern too (it builds the key from a record's tenant); a test holds them equal.
 TENANT_ACTIVE = PREFIX + ":tenant:{tenant}:active-jobs"
 
 # Token bucket per tenant (hash: tokens, ts) for the submit rate limit.

@@ -23,71 +23,11 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio
 
-from tasks import keys
+from tasks import keys, scripts
 
-_ACTIVE_HEAD, _ACTIVE_TAIL = keys.TENANT_ACTIVE.split("{tenant}")
-
-# Lua functions for the scripts that create jobs (api.intake, JobStore.create). Scores use
-# Redis's TIME: an API host's clock may differ from the one that expires the records.
-ADMIT_ACTIVE_LUA = """
-local function redis_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
--- The tenant's active jobs, once the entries of expired records are gone.
-local function count_active(active_key, now)
-  redis.call('ZREMRANGEBYSCORE', active_key, '-inf', now)
-  return redis.call('ZCARD', active_key)
-end
--- Take a slot for each of `job_ids`, whose records expire `ttl` seconds after `now`; the set
--- expires with its newest entry, so a tenant that stops submitting leaves nothing behind.
-local function hold_active(active_key, job_ids, now, ttl)
-  for _, job_id in ipairs(job_ids) do redis.call('ZADD', active_key, now + ttl, job_id) end
-  redis.call('EXPIRE', active_key, ttl)
-end
-"""
-
-# A Lua function for the store's scripts: free the active slot of the job at `job_key`.
-# The key is built from the record's tenant (not declared in KEYS: we run one Redis, not a
-# cluster).
-RELEASE_ACTIVE_LUA = f"""
-local function release_active(job_key)
-  local job = redis.call('HMGET', job_key, 'tenant', 'id')
-  if job[1] and job[2] then
-    local key = '{_ACTIVE_HEAD}' .. cjson.decode(job[1]) .. '{_ACTIVE_TAIL}'
-    redis.call('ZREM', key, cjson.decode(job[2]))
-  end
-end
-"""
-
-# KEYS[1]: the tenant's active jobs. ARGV: job id, record TTL (s). For JobStore.create.
-HOLD_ACTIVE = (
-    ADMIT_ACTIVE_LUA
-    + """
-hold_active(KEYS[1], {ARGV[1]}, redis_now(), tonumber(ARGV[2]))
-return 0
-"""
-)
-
-# KEYS[1]: bucket. ARGV: rate per second, burst, now (seconds), cost.
-# Returns {allowed, milliseconds until `cost` tokens are there}.
-_TAKE_TOKENS = """
-local rate, burst, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-if allowed == 1 then return {1, 0} end
-return {0, math.ceil((cost - tokens) / rate * 1000)}
-"""
+# Its scripts: tasks/lua/active.lua (admission's functions), hold_active.lua,
+# release_active.lua (the store's), take_tokens.lua (the rate limit).
+_TAKE_TOKENS = scripts.load("tasks", "take_tokens")
 
 
 def active_jobs(client: redis.Redis, tenant: str) -> int:

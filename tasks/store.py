@@ -15,106 +15,21 @@ from typing import Any, cast
 
 import redis
 
-from tasks import keys
+from tasks import keys, scripts
 from tasks.errors import DeadlineExceeded, WorkerLost
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, job_id_floor, utc_now
-from tasks.quota import HOLD_ACTIVE, RELEASE_ACTIVE_LUA
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
 # Fields stored as raw strings (read by Lua); every other field is JSON.
 _RAW_FIELDS = {"status", "attempts", "created_ts"}
 
-# Shared by every script that can end a job: if the job has a callback, record its one
-# terminal event in the outbox, due now. The event hash doubles as a "written once" mark,
-# so a second terminal write (or a retried script) cannot add a second event.
-_OUTBOX_ENQUEUE = """
-local function enqueue_callback(job_key, outbox_key, event_key, event_id, status, now, ttl)
-  local cb = redis.call('HGET', job_key, 'callback')
-  if (not cb) or cb == 'null' then return end
-  if redis.call('EXISTS', event_key) == 1 then return end
-  redis.call('HSET', event_key, 'job_id', string.match(job_key, '[^:]+$'),
-             'type', 'job.' .. status, 'attempts', 0, 'created_ts', now)
-  redis.call('EXPIRE', event_key, ttl)
-  redis.call('ZADD', outbox_key, 'NX', now, event_id)
-end
-"""
-
-# A job leaving queued/running frees its tenant's active slot (tasks.quota) in the same step.
-# KEYS: job, outbox, event. ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new
-# status; ARGV[3]: now epoch; ARGV[4]: event id; ARGV[5]: event TTL; ARGV[6..]: field, value.
-_TRANSITION = (
-    _OUTBOX_ENQUEUE
-    + """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, ''} end
-for s in string.gmatch(ARGV[1], '[^,]+') do
-  if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 6))
-    if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'canceled' then
-      enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[2], ARGV[3], ARGV[5])
-      release_active(KEYS[1])
-    end
-    return {1, cur}
-  end
-end
-return {0, cur}
-"""
-)
-
-# A worker takes a delivery. KEYS: job, outbox, event of `failed`, the job's lease. ARGV: now
-# (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error JSON for
-# deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease milliseconds,
-# stale run ('' for none). A lease naming another run (`worker/pid`, worker.lease) that is not
-# known to be over is a live run elsewhere: `busy`. A worker's bare mark (no '/') only says a
-# message of the job is prefetched somewhere and blocks nothing. Returns {verdict, status,
-# attempts}.
-_CLAIM = (
-    _OUTBOX_ENQUEUE
-    + """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {'missing', '', 0} end
-if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
-  return {'terminal', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
-end
-if ARGV[8] ~= '' then
-  local held = redis.call('GET', KEYS[4])
-  if held and string.find(held, '/', 1, true) and held ~= ARGV[8] and held ~= ARGV[10] then
-    return {'busy', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
-  end
-end
-local deadline = cjson.decode(redis.call('HGET', KEYS[1], 'deadline_s') or 'null')
-local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '0')
--- Only a job that never started: a transient retry waits in `queued` too.
-local started = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0
-if cur == 'queued' and not started and deadline ~= cjson.null
-   and tonumber(ARGV[2]) > created + deadline then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
-  release_active(KEYS[1])
-  enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
-  return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
-end
--- `attempts` counts the runs that started; a delivery past the limit is not one.
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
-  release_active(KEYS[1])
-  enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
-  return {'exhausted', 'failed', attempts}
-end
-attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9]) end
-return {'run', 'running', attempts}
-"""
-)
-
-
-# KEYS[1]: a job's lease. ARGV[1]: holder. Delete it only if it is still ours.
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# Every write that must be atomic is one script in tasks/lua/; the ones that can end a job
+# include release_active.lua (tasks.quota) and outbox_enqueue.lua (the callback event).
+_TRANSITION = scripts.load("tasks", "transition")
+_CLAIM = scripts.load("tasks", "claim")
+_RELEASE_LEASE = scripts.load("tasks", "release_lease")
+_HOLD_ACTIVE = scripts.load("tasks", "hold_active")
 
 
 class Claim(StrEnum):
@@ -188,10 +103,10 @@ class JobStore:
         self._redis = client
         self._ttl_s = ttl_s
         # Each script may free a tenant's active slot (tasks.quota).
-        self._transition = client.register_script(RELEASE_ACTIVE_LUA + _TRANSITION)
+        self._transition = client.register_script(_TRANSITION)
         self._release_lease = client.register_script(_RELEASE_LEASE)
-        self._claim = client.register_script(RELEASE_ACTIVE_LUA + _CLAIM)
-        self._hold_active = client.register_script(HOLD_ACTIVE)
+        self._claim = client.register_script(_CLAIM)
+        self._hold_active = client.register_script(_HOLD_ACTIVE)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:

@@ -17,14 +17,11 @@ from typing import cast
 
 import redis
 
-from tasks import keys
+from tasks import keys, scripts
 from tasks.jobs import AudioInfo, Job
 
-# KEYS[1]: a cache entry. ARGV[1]: the object key it must still point at to be dropped.
-_FORGET = """
-if redis.call('HGET', KEYS[1], 'storage_key') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# worker/lua/cache_forget.lua: drop an entry only if it still points at the object.
+_FORGET = scripts.load("worker", "cache_forget")
 
 
 @dataclass(frozen=True)

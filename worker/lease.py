@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 import redis
 
-from tasks import keys
+from tasks import keys, scripts
 from worker import process
 
 log = logging.getLogger(__name__)
@@ -38,46 +38,9 @@ log = logging.getLogger(__name__)
 # Made once in the worker's main process at import; prefork children inherit it.
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-# Lua: is lease value `held` this worker's (`worker`) bare mark, or one of its runs?
-_OURS = """
-local function ours(held, worker)
-  return held == worker or string.sub(held, 1, #worker + 1) == worker .. '/'
-end
-"""
-
-# KEYS: job leases. ARGV: worker, milliseconds, then per key the name it should have (the
-# running process's run name, or the bare worker mark). Take free ones, name our bare marks
-# whose job now runs, renew ours (a run keeps its name), never touch another's.
-_RENEW = (
-    _OURS
-    + """
-local n = 0
-for i, key in ipairs(KEYS) do
-  local held, name = redis.call('GET', key), ARGV[i + 2]
-  if (not held) or (held == ARGV[1] and name ~= ARGV[1]) then
-    redis.call('SET', key, name, 'PX', ARGV[2])
-    n = n + 1
-  elseif ours(held, ARGV[1]) then
-    redis.call('PEXPIRE', key, ARGV[2])
-    n = n + 1
-  end
-end
-return n
-"""
-)
-
-# KEYS: job leases. ARGV: worker. Delete the ones that are still ours.
-_RELEASE = (
-    _OURS
-    + """
-local n = 0
-for _, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
-  if held and ours(held, ARGV[1]) then n = n + redis.call('DEL', key) end
-end
-return n
-"""
-)
+# worker/lua/: lease_renew.lua and lease_release.lua, both with lease_ours.lua.
+_RENEW = scripts.load("worker", "lease_renew")
+_RELEASE = scripts.load("worker", "lease_release")
 
 
 class Runs:
