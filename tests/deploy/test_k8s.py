@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import textwrap
 from typing import Any
 
 import jsonschema
@@ -418,6 +419,15 @@ def test_network_policies_deny_by_default_and_open_redis_and_the_api() -> None:
     assert webhook["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "callbacks"
     [block] = [t["ipBlock"] for rule in webhook["egress"] for t in rule["to"]]
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(block["except"])
+
+
+def test_the_documented_patch_points_redis_egress_at_a_managed_redis() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    [patch] = re.findall(r"```yaml\n(\s*patches:.*?)```", readme, flags=re.S)
+    objects = rendered("cpu", "\n" + textwrap.dedent(patch))
+    redis = find(objects, "NetworkPolicy", "redis-egress")
+    assert redis["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.20.30.40/32"}}]
+    assert violations(objects) == []
 
 
 def test_namespace_enforces_pod_security_restricted() -> None:
