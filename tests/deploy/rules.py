@@ -60,7 +60,7 @@ _BlockDumper.add_representer(str, _str)
 
 
 def render() -> str:
-    body = yaml.dump(prometheus_rule(), Dumper=_BlockDumper, sort_keys=False, width=100)
+    body: str = yaml.dump(prometheus_rule(), Dumper=_BlockDumper, sort_keys=False, width=100)
     return HEADER + body
 
 

@@ -76,6 +76,7 @@ def deployment(objects: list[Obj], role: str) -> Obj:
 
 
 def container(deploy: Obj) -> Obj:
+    only: Obj
     [only] = deploy["spec"]["template"]["spec"]["containers"]
     return only
 
