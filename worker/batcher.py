@@ -175,7 +175,14 @@ def _result(future: Future[Audio]) -> Audio | FleetError:
 KNEE_SENTENCE = "The meeting has been moved to half past three in the small conference room."
 
 
-def find_knee(engine: Engine, max_size: int, repeats: int = 2, share: float = 0.9) -> int:
+def find_knee(
+    engine: Engine,
+    max_size: int,
+    repeats: int = 2,
+    share: float = 0.9,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
     """Time batch sizes 1, 2, 4, ... up to `max_size` on this engine and device, log the
     table, and return the smallest size reaching `share` of the best items per second:
     past it, bigger batches add latency without adding throughput."""
@@ -189,10 +196,10 @@ def find_knee(engine: Engine, max_size: int, repeats: int = 2, share: float = 0.
     for size in sizes:
         batch = [SynthesisRequest(text=KNEE_SENTENCE, voice="")] * size
         engine.synthesize(batch)  # warm this shape
-        started = time.perf_counter()
+        started = clock()
         for _ in range(repeats):
             engine.synthesize(batch)
-        rates[size] = size * repeats / (time.perf_counter() - started)
+        rates[size] = size * repeats / (clock() - started)
     best = max(rates.values())
     knee = next(size for size in sizes if rates[size] >= share * best)
     table = "  ".join(f"{size}: {rate:.1f}/s" for size, rate in rates.items())

@@ -118,15 +118,16 @@ def test_autotune_caps_the_batch_at_the_knee(caplog: pytest.LogCaptureFixture) -
     """An engine whose throughput stops growing past 4 items: the knee is 4."""
     from worker.batcher import find_knee
 
+    now = [0.0]
+
     class Saturating(RecordingEngine):
         def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-            import time
-
-            time.sleep(0.002 * max(len(batch), 4))  # fixed cost up to 4, linear after
+            now[0] += 0.002 * max(len(batch), 4)  # fixed cost up to 4, linear after
             return super().synthesize(batch)
 
     caplog.set_level("INFO")
-    assert find_knee(Saturating(), max_size=16, repeats=2, share=0.8) == 4
+    knee = find_knee(Saturating(), max_size=16, repeats=2, share=0.8, clock=lambda: now[0])
+    assert knee == 4
     assert "batch size autotune" in caplog.text and "16:" in caplog.text
 
 
