@@ -54,6 +54,11 @@ class AttemptDeadline:
         with self._lock:
             return self._expired
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the timer has fired or, cancelled, ended: after this, `expired` is
+        final (tests assert on it instead of sleeping past the deadline)."""
+        self._timer.join(timeout)
+
     def remaining(self) -> float:
         """Seconds left; what a connect may still take."""
         return max(0.0, self._ends - time.monotonic())

@@ -229,7 +229,9 @@ def _read_capped(response: httpx.Response) -> bytes:
 
 
 class CallbacksWorker:
-    """Leases due events and delivers them on a few threads until `stop()`."""
+    """Leases due events and delivers them on a few threads until `stop()`, or, with
+    `burst=True`, until nothing is due and nothing is in flight (arq's `Worker(burst=True)`:
+    tests drive the delivery's clock and assert once the worker says it is idle)."""
 
     def __init__(self, delivery: CallbackDelivery, threads: int = 8, poll_s: float = 0.2) -> None:
         self.delivery = delivery
@@ -240,8 +242,10 @@ class CallbacksWorker:
     def stop(self, *_: Any) -> None:
         self._stopping.set()
 
-    def run(self) -> None:
+    def run(self, burst: bool = False) -> int:
+        """Deliver until stopped (or, in burst mode, idle); returns how many attempts ran."""
         running: set[Future[CallbackState]] = set()
+        attempts = 0
         with ThreadPoolExecutor(self.threads, thread_name_prefix="callback") as pool:
             while not self._stopping.is_set():
                 running = {f for f in running if not f.done()}
@@ -249,13 +253,17 @@ class CallbacksWorker:
                 events: list[Event] = []
                 if free > 0:
                     try:
-                        events = self.delivery.outbox.due(free)
+                        events = self.delivery.outbox.due(free, now=self.delivery.clock())
                     except Exception:
                         log.exception("cannot read the outbox; retrying")
                 for event in events:
                     running.add(pool.submit(self._deliver, event))
+                attempts += len(events)
+                if burst and not events and not running:
+                    break
                 if not events:
                     self._stopping.wait(self.poll_s)
+        return attempts
 
     def _deliver(self, event: Event) -> CallbackState:
         try:

@@ -1,16 +1,23 @@
-"""Tiny engines for fault tests, one behaviour each (cog's fixture models, in spirit).
+"""Every fake engine of the test suite, one behaviour each (cog's fixture models, in spirit).
 
-A worker subprocess loads one with `TTSFLEET_MODELS='{"m": {"engine": "tests.engines:SlowEngine",
+Two families. Worker-process engines (`ToneEngine` and its faults) are built from a
+`ModelSpec`: a worker subprocess loads one with `TTSFLEET_MODELS='{"m": {"engine": "tests.engines:SlowEngine",
 ...}}'`. Each speaks a short tone for every text; its fault fires only on texts that contain
 `options["trigger"]` (every text when the trigger is empty), so healthy jobs flow around it.
 Option `batching` ("loop" or "padded") picks the worker's pool like a real engine would.
+
+In-process engines (`HalfSecondEngine`, `RecordingEngine` and their variants) take plain
+arguments and are handed straight to a runner, batcher or metrics wrapper in the test's
+own process; they record what they were asked so tests can assert on it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -18,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.errors import InvalidText
 from tasks.settings import ModelSpec
+from tasks.store import JobStore
 from worker.engines import Audio, Batching, SynthesisRequest
 
 RATE = 16000
@@ -117,3 +126,132 @@ class LeakingEngine(ToneEngine):
         chunk = bytearray(int(float(self.options.get("mb", 8)) * 1024 * 1024))
         chunk[::4096] = b"\x01" * len(chunk[::4096])
         _LEAKED.append(chunk)
+
+
+# In-process engines.
+
+
+class HalfSecondEngine:
+    """Healthy: half a second of a steady 0.25 signal per request at 16 kHz. Counts its
+    batches (`calls`) and keeps every text it was asked for (`texts`)."""
+
+    batching = Batching.PADDED
+    version = "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts: list[str] = []
+
+    def load(self, device: str) -> None: ...
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        self.texts += [r.text for r in batch]
+        return [
+            Audio(samples=np.full(8000, 0.25, dtype=np.float32), sample_rate=16000) for _ in batch
+        ]
+
+
+class CrashingEngine(HalfSecondEngine):
+    """Every batch raises an unexpected error (a CUDA fault): retried, then `engine_error`."""
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+
+class RejectingEngine(HalfSecondEngine):
+    """Rejects a batch as unpronounceable (`InvalidText`): every batch, or with `text`
+    only a batch holding exactly that text."""
+
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__()
+        self.text = text
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        if self.text is None or any(r.text == self.text for r in batch):
+            self.calls += 1
+            raise InvalidText("nothing to pronounce")
+        return super().synthesize(batch)
+
+
+class CancelingEngine(HalfSecondEngine):
+    """Cancels its own job while 'synthesizing', as a client racing the worker would."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        super().__init__()
+        self.store, self.job_id = store, job_id
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.store.cancel(self.job_id)
+        return super().synthesize(batch)
+
+
+class DelayedEngine(HalfSecondEngine):
+    """Healthy but takes `seconds` per batch, so two requests overlap in flight."""
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        time.sleep(self.seconds)
+        return super().synthesize(batch)
+
+
+class RecordingEngine:
+    """Records each batch's texts and returns len(text) samples per item; a text holding
+    BAD makes the whole batch raise `fail_with` (the batcher then splits it)."""
+
+    batching = Batching.PADDED
+    version = "test"
+
+    def __init__(self, fail_with: type[Exception] = InvalidText) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_with = fail_with
+        self.lock = threading.Lock()
+
+    def load(self, device: str) -> None: ...
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        with self.lock:
+            self.batches.append([r.text for r in batch])
+        if any("BAD" in r.text for r in batch):
+            raise self.fail_with("cannot say that")
+        return [Audio(np.full(len(r.text), 0.1, np.float32), 16000) for r in batch]
+
+
+class ShortCountEngine(RecordingEngine):
+    """Returns one audio fewer than it was asked for."""
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        return super().synthesize(batch)[:-1]
+
+
+class SaturatingEngine(RecordingEngine):
+    """Throughput stops growing past 4 items: a fixed cost up to 4, linear after. Its time
+    passes on its own clock (`clock`), so what it measures does not depend on the box."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.now += 0.002 * max(len(batch), 4)
+        return super().synthesize(batch)
+
+
+class LoggingEngine:
+    """Logs once per batch (from whatever thread runs it) and returns a little silence."""
+
+    batching = Batching.PADDED
+    version = "test"
+
+    def load(self, device: str) -> None: ...
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        logging.getLogger("test.engine").info("synthesizing %d", len(batch))
+        return [Audio(np.zeros(10, np.float32), 16000) for _ in batch]

@@ -6,7 +6,6 @@ limit."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -89,13 +88,13 @@ def test_child_replaced_after_max_jobs(make_fleet: Callable[..., Fleet]) -> None
     with fleet.api.client() as http:
         ids = fleet.submit(http, [f"counted job {i}." for i in range(9)])
         final = fleet.wait_all_terminal(http, ids)
-        time.sleep(0.5)
+    # Each successor loads the model (the last one after the last job): once the fourth
+    # child has loaded, the worker is idle and every recycle it will do has been logged.
+    wait_until(lambda: worker.log.read_text().count("loaded on") >= 4)
     watch.close()
     assert [j["attempts"] for j in final] == [1] * 9
     log = worker.log.read_text()
-    assert log.count("recycling worker child") == 3
-    # Each successor loads the model (the last one after the last job).
-    wait_until(lambda: worker.log.read_text().count("loaded on") >= 4)
+    assert log.count("recycling worker child") == 3 and log.count("loaded on") == 4
 
 
 def test_policy_reads_current_memory_through_injected_readers() -> None:

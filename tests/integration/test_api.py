@@ -13,7 +13,7 @@ from tasks.jobs import JobStatus
 from tasks.settings import Settings
 from tasks.store import JobStore
 from tests.conftest import ApiServer, free_port, wait_until
-from tests.integration.test_runner import EngineOk
+from tests.engines import HalfSecondEngine
 from worker.batcher import DirectSynthesizer
 from worker.runner import JobRunner
 
@@ -95,7 +95,7 @@ def test_canceled_queued_job_is_never_synthesized(api: ApiServer, settings: Sett
         audio = http.get(f"/v1/jobs/{job['id']}/audio")
         assert audio.status_code == 409 and audio.json()["error"]["code"] == "job_not_finished"
         # The message is still queued; a worker taking it must not synthesize.
-        engine = EngineOk()
+        engine = HalfSecondEngine()
         store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
         JobRunner(store, api.app_storage(), DirectSynthesizer(engine), 3).run(job["id"])
         assert engine.calls == 0

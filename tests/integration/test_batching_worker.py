@@ -26,7 +26,7 @@ from tests.conftest import (
     serving,
     settings_env,
 )
-from tests.integration.test_pipeline import wait_terminal
+from tests.helpers.jobs import wait_terminal
 
 MODEL = "tiny-vits"
 VOICE = "tiny"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,18 +11,11 @@ import redis
 from tasks.jobs import JobStatus
 from tasks.storage import FileStorage
 from tasks.store import JobStore
-from tests.integration.test_runner import EngineOk
-from tests.integration.test_store import make_job
+from tests.engines import DelayedEngine, HalfSecondEngine
+from tests.helpers.jobs import make_job
 from worker.batcher import DirectSynthesizer
 from worker.cache import ResultCache
-from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
-
-
-class SlowEngine(EngineOk):
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        time.sleep(0.3)
-        return super().synthesize(batch)
 
 
 @pytest.fixture
@@ -35,7 +26,7 @@ def storage(tmp_path: Path) -> FileStorage:
 def runner_for(
     store: JobStore,
     storage: FileStorage,
-    engine: EngineOk,
+    engine: HalfSecondEngine,
     redis_client: redis.Redis,
     version: str = "v1",
 ) -> JobRunner:
@@ -46,7 +37,7 @@ def runner_for(
 def test_identical_request_reuses_audio_under_its_own_key(
     store: JobStore, storage: FileStorage, redis_client: redis.Redis
 ) -> None:
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     runner = runner_for(store, storage, engine, redis_client)
     first, second = make_job(tenant="acme"), make_job(tenant="globex")
     for job in (first, second):
@@ -62,7 +53,7 @@ def test_identical_request_reuses_audio_under_its_own_key(
 def test_other_speed_format_or_model_version_is_a_miss(
     store: JobStore, storage: FileStorage, redis_client: redis.Redis
 ) -> None:
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     for job, version in (
         (make_job(), "v1"),
         (make_job(speed=1.5), "v1"),
@@ -77,7 +68,7 @@ def test_other_speed_format_or_model_version_is_a_miss(
 def test_deleted_object_is_a_miss_not_an_error(
     store: JobStore, storage: FileStorage, redis_client: redis.Redis
 ) -> None:
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     runner = runner_for(store, storage, engine, redis_client)
     first, second = make_job(), make_job()
     store.create(first)
@@ -91,7 +82,7 @@ def test_deleted_object_is_a_miss_not_an_error(
 def test_concurrent_identical_requests_are_synthesized_once(
     store: JobStore, storage: FileStorage, redis_client: redis.Redis
 ) -> None:
-    engine = SlowEngine()
+    engine = DelayedEngine()
     jobs = [make_job(tenant=f"t{i}") for i in range(4)]
     for job in jobs:
         store.create(job)

@@ -3,7 +3,6 @@ callbacks worker (in a thread, and as `ttsfleet worker --callbacks` end to end).
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import ssl
@@ -12,8 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,74 +22,25 @@ from callbacks.delivery import CallbackDelivery, CallbacksWorker
 from callbacks.outbox import Outbox
 from client.webhooks import verify_webhook
 from tasks import keys
-from tasks.jobs import CallbackInfo, ErrorInfo, Job
+from tasks.jobs import CallbackInfo, ErrorInfo
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import Claim, JobStore
 from tasks.tenants import Tenant, TenantDirectory
-from tests.conftest import ROOT, ApiServer, free_port, settings_env, wait_until
-from tests.integration.test_store import AUDIO, make_job
-
-SECRET = "whsec_" + base64.b64encode(b"n" * 32).decode()
-OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
-LOOPBACK = "127.0.0.0/8,::1/128"
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-class Receiver:
-    """A loopback HTTP server that records callbacks and answers from a script."""
-
-    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.tls = tls
-        self.received: list[Received] = []
-        self.script: list[tuple[int, dict[str, str]]] = []
-        self.answer_bytes = 0  # 0: answer "ok"; else a body this long
-        self.answers_sent = 0
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.received.append(Received(headers, body, time.time()))
-                status, extra = receiver.script.pop(0) if receiver.script else (200, {})
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                answer = b"x" * receiver.answer_bytes if receiver.answer_bytes else b"ok"
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                try:
-                    self.wfile.write(answer)
-                    receiver.answers_sent += 1
-                except OSError:
-                    pass  # the worker stopped reading: what a capped read does
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        if self.tls is not None:
-            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+from tests.conftest import ROOT, ApiServer, settings_env, wait_until
+from tests.helpers.clock import Clock
+from tests.helpers.deliveries import (
+    LOOPBACK,
+    OLD_SECRET,
+    SECRET,
+    callback_of,
+    delivery_for,
+    drain,
+    finished_job,
+    self_signed,
+)
+from tests.helpers.jobs import AUDIO, make_job
+from tests.helpers.receivers import Receiver
 
 
 @pytest.fixture
@@ -100,9 +48,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.stop()
-
-
-TENANTS = TenantDirectory([Tenant(id="acme", api_keys=("k",), webhook_secret=SECRET)])
 
 
 @pytest.fixture
@@ -114,20 +59,12 @@ def cb_settings(make_settings: Callable[..., Settings]) -> Settings:
     )
 
 
-def delivery_for(
-    settings: Settings,
-    store: JobStore,
-    tenants: TenantDirectory = TENANTS,
-    guard: CallbackGuard | None = None,
-    lease_s: float = 10,
-) -> CallbackDelivery:
-    return CallbackDelivery(
-        settings,
-        store,
-        Outbox(store.redis, lease_s=lease_s),
-        tenants,
-        guard or CallbackGuard.from_settings(settings),
-    )
+YEAR_S = 365 * 86400.0
+
+
+def idle_worker(delivery: CallbackDelivery) -> CallbacksWorker:
+    """A worker for burst runs (`run(burst=True)` returns once nothing is due or running)."""
+    return CallbacksWorker(delivery, threads=4, poll_s=0.02)
 
 
 @pytest.fixture
@@ -145,21 +82,6 @@ def run_worker() -> Iterator[Callable[[CallbackDelivery], CallbacksWorker]]:
     for worker, thread in started:
         worker.stop()
         thread.join(10)
-
-
-def finished_job(store: JobStore, url: str, tenant: str = "acme") -> Job:
-    """A job with a callback that ran and succeeded: its event is in the outbox."""
-    job = make_job(tenant, callback=CallbackInfo(url=url))
-    store.create(job)
-    assert store.claim(job.id, 3).verdict is Claim.RUN
-    assert store.succeed(job.id, AUDIO).applied
-    return job
-
-
-def callback_of(store: JobStore, job_id: str) -> CallbackInfo:
-    job = store.get(job_id)
-    assert job is not None and job.callback is not None
-    return job.callback
 
 
 def test_signed_job_succeeded_is_delivered_once(
@@ -240,10 +162,14 @@ def test_all_attempts_failing_ends_failed(
 ) -> None:
     receiver.script = [(500, {})] * 10
     job = finished_job(store, receiver.url)
-    run_worker(delivery_for(cb_settings, store))
-    wait_until(lambda: callback_of(store, job.id).state == "failed", timeout=10)
-    time.sleep(0.5)
-    assert len(receiver.received) == 4  # one per schedule entry, then no more
+    clock = Clock(time.time())
+    worker = idle_worker(delivery_for(cb_settings, store, clock=clock))
+    # Burst runs on a hand-moved clock: each retry comes when the clock reaches it.
+    assert drain(worker, clock) == 4  # one per schedule entry
+    assert callback_of(store, job.id).state == "failed"
+    clock.advance(YEAR_S)  # long past the schedule: nothing is left to send
+    assert worker.run(burst=True) == 0
+    assert len(receiver.received) == 4
     assert callback_of(store, job.id).last_status == 500
 
 
@@ -252,9 +178,11 @@ def test_410_stops_retries(
 ) -> None:
     receiver.script = [(410, {})]
     job = finished_job(store, receiver.url)
-    run_worker(delivery_for(cb_settings, store))
-    wait_until(lambda: callback_of(store, job.id).state == "failed", timeout=10)
-    time.sleep(0.8)
+    clock = Clock(time.time())
+    worker = idle_worker(delivery_for(cb_settings, store, clock=clock))
+    assert worker.run(burst=True) == 1
+    clock.advance(YEAR_S)  # every later schedule entry has come due: none is sent
+    assert worker.run(burst=True) == 0
     assert len(receiver.received) == 1
     assert callback_of(store, job.id) == CallbackInfo(
         url=receiver.url, state="failed", attempts=1, last_status=410
@@ -305,7 +233,7 @@ def test_a_huge_answer_is_read_only_to_the_cap(
     job = finished_job(store, receiver.url)
     run_worker(delivery_for(cb_settings, store))
     wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
-    time.sleep(0.2)
+    wait_until(lambda: receiver.answered == 1, timeout=10)  # its handler has finished
     assert receiver.answers_sent == 0  # the 64 MiB answer was cut off, not buffered
 
 
@@ -345,42 +273,6 @@ def test_delivery_connects_to_the_checked_address_with_the_name_as_host(
     wait_until(lambda: callback_of(store, job.id).state == "delivered", timeout=10)
     assert lookups == ["hooks.invalid"]
     assert receiver.received[0].headers["host"] == f"hooks.invalid:{receiver.port}"
-
-
-def self_signed(tmp_path: Path, name: str) -> Path:
-    """A PEM with a key and a self-signed certificate for `name`."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / f"{name}.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + cert.public_bytes(serialization.Encoding.PEM)
-    )
-    return path
 
 
 def test_https_connects_to_the_checked_address_with_the_name_in_sni_and_certificate(
@@ -460,11 +352,11 @@ def test_a_lease_keeps_others_out_and_returns_after_a_crash(store: JobStore) -> 
     store.create(job)
     store.cancel(job.id)
     crashed, other = Outbox(store.redis, lease_s=0.5), Outbox(store.redis, lease_s=10)
-    [event] = crashed.due(10)
+    now = time.time()  # the outboxes' clock, moved by hand below
+    [event] = crashed.due(10, now=now)
     assert event.type == "job.canceled" and event.attempts == 0
-    assert other.due(10) == []  # leased: nobody else delivers this attempt
-    time.sleep(0.6)
-    [again] = other.due(10)  # the crashed worker's lease ran out
+    assert other.due(10, now=now + 0.4) == []  # leased: nobody else delivers this attempt
+    [again] = other.due(10, now=now + 0.6)  # the crashed worker's lease ran out
     assert again.id == event.id and again.first_ts == event.first_ts
     assert not crashed.settle(event, "delivered", 200)  # its lease is gone: no write
     assert other.settle(again, "delivered", 204)

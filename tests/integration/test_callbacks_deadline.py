@@ -19,7 +19,7 @@ from tasks.jobs import CallbackInfo
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import JobStore
-from tests.integration.test_callbacks import (
+from tests.helpers.deliveries import (
     LOOPBACK,
     callback_of,
     delivery_for,

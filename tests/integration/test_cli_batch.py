@@ -13,7 +13,7 @@ import redis
 
 from tasks.settings import Settings
 from tests.conftest import API_KEYS, ROOT, ApiServer, WorkerProcess
-from tests.integration.test_pipeline import check_speech
+from tests.helpers.speech import check_speech
 
 
 def run_batch(api: ApiServer, lines: Path, out: Path) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import httpx
 from client.client import read_env_file
 from client.webhooks import verify_webhook
 from tests.conftest import ROOT, free_port, wait_until
-from tests.integration.test_callbacks import Receiver
+from tests.helpers.receivers import Receiver
 
 
 def descendants(pid: int) -> set[int]:

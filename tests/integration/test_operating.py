@@ -34,7 +34,8 @@ from tests.conftest import (
     settings_env,
     wait_until,
 )
-from tests.integration.test_pipeline import SENTENCE, wait_terminal
+from tests.helpers.jobs import wait_terminal
+from tests.helpers.speech import SENTENCE
 
 MODEL = "piper-joe"
 QUEUE = "synth.piper-joe"

@@ -3,7 +3,6 @@ bundled Piper voice → file storage or moto's S3 server → job status → down
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -12,9 +11,7 @@ from pathlib import Path
 
 import boto3
 import httpx
-import numpy as np
 import pytest
-import soundfile
 
 from tests.conftest import (
     API_KEYS,
@@ -23,32 +20,9 @@ from tests.conftest import (
     RedisServer,
     fleet_settings,
     serving,
-    wait_until,
 )
-
-SENTENCE = "The meeting has been moved to half past three in the small conference room."
-SOUNDFILE_FORMAT = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
-
-
-def wait_terminal(http: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, object]:
-    def terminal() -> dict[str, object] | None:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        return job if job["status"] in ("succeeded", "failed", "canceled") else None
-
-    result: dict[str, object] = wait_until(terminal, timeout=timeout, interval=0.05)
-    return result
-
-
-def check_speech(data: bytes, fmt: str, rate: int, text: str) -> float:
-    """The bytes decode as `fmt` at `rate`, last plausibly long for `text`, and are not silence."""
-    info = soundfile.info(io.BytesIO(data))
-    assert info.format == SOUNDFILE_FORMAT[fmt] and info.samplerate == rate and info.channels == 1
-    samples, _ = soundfile.read(io.BytesIO(data))
-    duration = len(samples) / rate
-    # English speech runs at roughly 10-20 characters per second.
-    assert len(text) / 25 < duration < len(text) / 6, duration
-    assert float(np.sqrt(np.mean(np.square(samples)))) > 0.02
-    return duration
+from tests.helpers.jobs import wait_terminal
+from tests.helpers.speech import SENTENCE, check_speech
 
 
 @pytest.fixture(scope="module")

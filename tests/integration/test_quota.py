@@ -16,7 +16,7 @@ from tasks.quota import RateLimiter, active_jobs
 from tasks.settings import Settings
 from tasks.store import JobStore
 from tests.conftest import ApiServer, async_twin, wait_until
-from tests.integration.test_store import AUDIO
+from tests.helpers.jobs import AUDIO, make_job
 
 
 def tenants_file(tmp_path: Path, max_queued_jobs: int) -> Path:
@@ -64,8 +64,6 @@ def test_quota_counts_queued_and_running_jobs(
 def test_redelivery_and_late_transitions_do_not_count_twice(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
-    from tests.integration.test_store import make_job
-
     job = make_job()
     store.create(job)
     assert active_jobs(redis_client, "acme") == 1
@@ -99,8 +97,6 @@ def test_a_job_whose_record_expired_no_longer_counts_against_its_tenants_limit(
 def test_a_record_created_by_the_store_frees_its_slot_when_it_expires(
     redis_client: redis.Redis,
 ) -> None:
-    from tests.integration.test_store import make_job
-
     store = JobStore(redis_client, ttl_s=1)
     job = make_job()
     store.create(job)
@@ -110,8 +106,6 @@ def test_a_record_created_by_the_store_frees_its_slot_when_it_expires(
 
 
 def test_a_discarded_job_gives_its_slot_back(store: JobStore, redis_client: redis.Redis) -> None:
-    from tests.integration.test_store import make_job
-
     kept, discarded = make_job(), make_job()
     store.create(kept)
     store.create(discarded)

@@ -5,7 +5,6 @@ period, and a queued or leased one never is."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -15,7 +14,9 @@ from tasks import keys
 from tasks.app import broker_lists, create_app
 from tasks.settings import Settings
 from tasks.store import Claim, JobStore
-from tests.integration.test_store import make_job
+from tests.conftest import wait_until
+from tests.helpers.clock import Clock
+from tests.helpers.jobs import make_job
 from worker.lease import LeaseKeeper
 
 MODEL = "piper-joe"
@@ -33,7 +34,8 @@ def test_claim_refuses_a_job_leased_by_another_live_run(store: JobStore) -> None
     again = store.claim(job.id, 3, "w-a/13", 300, stale="w-a/11")
     assert (again.verdict, again.attempts) == (Claim.RUN, 2)
     assert store.lease_holder(job.id) == "w-a/13"
-    time.sleep(0.4)  # worker w-a died: its lease lapsed
+    # Worker w-a died: its lease lapses (Redis's own expiry, not a sleep of ours).
+    wait_until(lambda: store.lease_holder(job.id) is None, timeout=5, interval=0.02)
     late = store.claim(job.id, 3, "w-b/12", 300)
     assert (late.verdict, late.attempts) == (Claim.RUN, 3)
 
@@ -70,14 +72,6 @@ def test_lease_keeper_names_runs_renews_its_own_and_never_steals(
     # On shutdown it frees its own, so the next worker may claim them at once.
     assert keeper.stop() == 4
     assert [redis_client.get(lease(k)) for k in held] == [None, None, None, None, "worker-b/7"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def queued_ids(client: redis.Redis) -> list[str]:

@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tasks import keys
-from tasks.errors import InvalidText
 from tasks.jobs import CallbackInfo, JobStatus
 from tasks.storage import FileStorage
 from tasks.store import JobStore
-from tests.integration.test_store import make_job
+from tests.engines import CancelingEngine, CrashingEngine, HalfSecondEngine, RejectingEngine
+from tests.helpers.jobs import make_job
 from worker.batcher import DirectSynthesizer
-from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
-
-
-class EngineOk:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def load(self, device: str) -> None: ...
-
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        self.calls += 1
-        return [
-            Audio(samples=np.full(8000, 0.25, dtype=np.float32), sample_rate=16000) for _ in batch
-        ]
-
-
-class EngineRaises(EngineOk):
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        self.calls += 1
-        raise RuntimeError("CUDA error: an illegal memory access")
-
-
-class EngineRejects(EngineOk):
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        self.calls += 1
-        raise InvalidText("nothing to pronounce")
-
-
-class EngineCanceledMidway(EngineOk):
-    """Cancels its own job while 'synthesizing', as a client racing the worker would."""
-
-    def __init__(self, store: JobStore, job_id: str) -> None:
-        super().__init__()
-        self.store, self.job_id = store, job_id
-
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        self.store.cancel(self.job_id)
-        return super().synthesize(batch)
 
 
 @pytest.fixture
@@ -64,7 +24,7 @@ def storage(tmp_path: Path) -> FileStorage:
 def test_success_stores_audio_and_records_it(store: JobStore, storage: FileStorage) -> None:
     job = make_job(sample_rate=8000)
     store.create(job)
-    outcome = JobRunner(store, storage, DirectSynthesizer(EngineOk()), 3).run(job.id)
+    outcome = JobRunner(store, storage, DirectSynthesizer(HalfSecondEngine()), 3).run(job.id)
     assert outcome.status is JobStatus.SUCCEEDED
     final = store.get(job.id)
     assert final is not None and final.audio is not None
@@ -76,7 +36,7 @@ def test_success_stores_audio_and_records_it(store: JobStore, storage: FileStora
 def test_engine_error_is_retried_then_fails(store: JobStore, storage: FileStorage) -> None:
     job = make_job()
     store.create(job)
-    engine = EngineRaises()
+    engine = CrashingEngine()
     runner = JobRunner(store, storage, DirectSynthesizer(engine), 3)
     first, second, third = (runner.run(job.id) for _ in range(3))
     assert (first.status, first.retry_in) == (JobStatus.QUEUED, 1.0)
@@ -91,7 +51,7 @@ def test_engine_error_is_retried_then_fails(store: JobStore, storage: FileStorag
 def test_rejected_text_fails_at_once(store: JobStore, storage: FileStorage) -> None:
     job = make_job()
     store.create(job)
-    outcome = JobRunner(store, storage, DirectSynthesizer(EngineRejects()), 3).run(job.id)
+    outcome = JobRunner(store, storage, DirectSynthesizer(RejectingEngine()), 3).run(job.id)
     final = store.get(job.id)
     assert outcome.retry_in is None and final is not None and final.error is not None
     assert (final.status, final.error.code, final.attempts) == (JobStatus.FAILED, "invalid_text", 1)
@@ -103,7 +63,7 @@ def test_canceled_queued_job_never_reaches_the_engine(
     job = make_job()
     store.create(job)
     store.cancel(job.id)
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     JobRunner(store, storage, DirectSynthesizer(engine), 3).run(job.id)
     assert engine.calls == 0
     assert store.get(job.id).status is JobStatus.CANCELED  # type: ignore[union-attr]
@@ -114,7 +74,7 @@ def test_cancel_while_running_leaves_no_audio_and_no_success_event(
 ) -> None:
     job = make_job(callback=CallbackInfo(url="https://hooks.example.com/tts"))
     store.create(job)
-    JobRunner(store, storage, DirectSynthesizer(EngineCanceledMidway(store, job.id)), 3).run(job.id)
+    JobRunner(store, storage, DirectSynthesizer(CancelingEngine(store, job.id)), 3).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
     assert storage.local_path(job.storage_key) is None
@@ -126,7 +86,7 @@ def test_cancel_while_running_leaves_no_audio_and_no_success_event(
 def test_cancel_after_finish_changes_nothing(store: JobStore, storage: FileStorage) -> None:
     job = make_job(callback=CallbackInfo(url="https://hooks.example.com/tts"))
     store.create(job)
-    JobRunner(store, storage, DirectSynthesizer(EngineOk()), 3).run(job.id)
+    JobRunner(store, storage, DirectSynthesizer(HalfSecondEngine()), 3).run(job.id)
     assert not store.cancel(job.id).applied
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.SUCCEEDED and final.audio is not None
@@ -136,23 +96,14 @@ def test_cancel_after_finish_changes_nothing(store: JobStore, storage: FileStora
 def test_long_text_is_synthesized_in_pieces_and_joined(
     store: JobStore, storage: FileStorage
 ) -> None:
-    class PieceEngine(EngineOk):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pieces: list[str] = []
-
-        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-            self.pieces += [r.text for r in batch]
-            return super().synthesize(batch)
-
     text = " ".join(f"Sentence {i} of a long chapter that goes on and on." for i in range(20))
     job = make_job(text=text, sample_rate=16000)
     store.create(job)
-    engine = PieceEngine()
+    engine = HalfSecondEngine()
     JobRunner(store, storage, DirectSynthesizer(engine), 3).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.audio is not None
-    assert engine.calls == 1 and len(engine.pieces) == 4  # one batch of 300-char pieces
+    assert engine.calls == 1 and len(engine.texts) == 4  # one batch of 300-char pieces
     # Four half-second pieces joined with three 10 ms crossfades.
     assert final.audio.duration_s == pytest.approx(4 * 0.5 - 3 * 0.01, abs=0.001)
 
@@ -160,15 +111,11 @@ def test_long_text_is_synthesized_in_pieces_and_joined(
 def test_unpronounceable_piece_is_left_out_of_a_long_text(
     store: JobStore, storage: FileStorage
 ) -> None:
-    class RejectsBang(EngineOk):
-        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-            if any(r.text == "?!" for r in batch):
-                raise InvalidText("nothing to say")
-            return super().synthesize(batch)
-
     job = make_job(text="Hello there.\n?!\nGoodbye now.", sample_rate=16000)
     store.create(job)
-    JobRunner(store, storage, DirectSynthesizer(RejectsBang()), 3, piece_chars=15).run(job.id)
+    JobRunner(store, storage, DirectSynthesizer(RejectingEngine("?!")), 3, piece_chars=15).run(
+        job.id
+    )
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.SUCCEEDED
 
@@ -181,6 +128,6 @@ def test_a_delivery_past_the_limit_ends_failed_worker_lost(
     store.create(job)
     for _ in range(2):
         store.claim(job.id, 2)
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     outcome = JobRunner(store, storage, DirectSynthesizer(engine), 2).run(job.id)
     assert (outcome.status, outcome.code, engine.calls) == (JobStatus.FAILED, "worker_lost", 0)

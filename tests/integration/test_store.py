@@ -8,33 +8,11 @@ import redis
 
 from tasks import keys
 from tasks.jobs import (
-    AudioFormat,
-    AudioInfo,
     ErrorInfo,
-    Job,
     JobStatus,
-    Priority,
-    new_job_id,
-    utc_now,
 )
 from tasks.store import Claim, JobStore
-
-
-def make_job(tenant: str = "acme", **overrides: object) -> Job:
-    job_id = new_job_id()
-    values: dict[str, object] = dict(
-        id=job_id, tenant=tenant, status=JobStatus.QUEUED, created_at=utc_now(),
-        voice="en_US-joe-medium", model="piper-joe", text="Hello.", speed=1.0,
-        format=AudioFormat.WAV, sample_rate=22050, priority=Priority.NORMAL,
-        storage_key=f"{tenant}/{job_id}.wav", metadata={"nested": {"list": [], "empty": {}}},
-    )  # fmt: skip
-    values.update(overrides)
-    return Job.model_validate(values)
-
-
-AUDIO = AudioInfo(
-    url="/x", format=AudioFormat.WAV, sample_rate=22050, duration_s=1.0, bytes=10, sha256="0" * 64
-)
+from tests.helpers.jobs import AUDIO, make_job
 
 
 def test_record_round_trips_exactly(store: JobStore) -> None:

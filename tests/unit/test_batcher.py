@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from tasks.errors import EngineError, InvalidText
+from tests.engines import RecordingEngine, SaturatingEngine, ShortCountEngine
 from worker.batcher import Batcher, DirectSynthesizer, Item, collect, group, run_group
-from worker.engines import Audio, Batching, SynthesisRequest
-
-
-class RecordingEngine:
-    """Returns one second of audio per item; text containing BAD makes the batch raise."""
-
-    batching = Batching.PADDED
-    version = "test"
-
-    def __init__(self, fail_with: type[Exception] = InvalidText) -> None:
-        self.batches: list[list[str]] = []
-        self.fail_with = fail_with
-        self.lock = threading.Lock()
-
-    def load(self, device: str) -> None: ...
-
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        with self.lock:
-            self.batches.append([r.text for r in batch])
-        if any("BAD" in r.text for r in batch):
-            raise self.fail_with("cannot say that")
-        return [Audio(np.full(len(r.text), 0.1, np.float32), 16000) for r in batch]
+from worker.engines import Audio, SynthesisRequest
 
 
 def items(*texts: str, speed: float = 1.0, voice: str = "v") -> list[Item]:
@@ -105,12 +83,8 @@ def test_batcher_batches_concurrent_submissions() -> None:
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_engine_returning_wrong_count_fails_items_not_silently(count: int) -> None:
-    class Short(RecordingEngine):
-        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-            return super().synthesize(batch)[:-1]
-
     batch = items(*["x"] * count)
-    run_group(Short(), batch)
+    run_group(ShortCountEngine(), batch)
     assert all(item.future.exception() is not None for item in batch)
 
 
@@ -118,15 +92,9 @@ def test_autotune_caps_the_batch_at_the_knee(caplog: pytest.LogCaptureFixture) -
     """An engine whose throughput stops growing past 4 items: the knee is 4."""
     from worker.batcher import find_knee
 
-    now = [0.0]
-
-    class Saturating(RecordingEngine):
-        def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-            now[0] += 0.002 * max(len(batch), 4)  # fixed cost up to 4, linear after
-            return super().synthesize(batch)
-
+    engine = SaturatingEngine()
     caplog.set_level("INFO")
-    knee = find_knee(Saturating(), max_size=16, repeats=2, share=0.8, clock=lambda: now[0])
+    knee = find_knee(engine, max_size=16, repeats=2, share=0.8, clock=engine.clock)
     assert knee == 4
     assert "batch size autotune" in caplog.text and "16:" in caplog.text
 

@@ -56,6 +56,6 @@ def test_an_attempt_that_ends_in_time_keeps_its_connection() -> None:
     with connection() as (ours, theirs):
         with AttemptDeadline(0.1) as deadline:
             deadline.trace(CONNECTED, {"return_value": Stream(ours)})
-        time.sleep(0.3)  # past the deadline: its timer was cancelled with the attempt
+        deadline.join(10)  # the timer, cancelled with the attempt, has ended unfired
         theirs.sendall(b"x")
         assert ours.recv(1) == b"x" and not deadline.expired

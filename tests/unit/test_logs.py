@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from tasks import logs
+from tests.engines import LoggingEngine
 from worker.batcher import Batcher
-from worker.engines import Audio, Batching, SynthesisRequest
+from worker.engines import SynthesisRequest
 
 
 class Capture(logging.Handler):
@@ -37,19 +37,6 @@ def captured() -> Iterator[Capture]:
     yield handler
     root.removeHandler(handler)
     root.setLevel(level)
-
-
-class LoggingEngine:
-    """Logs once per batch, from the batcher thread."""
-
-    batching = Batching.PADDED
-    version = "test"
-
-    def load(self, device: str) -> None: ...
-
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        logging.getLogger("test.engine").info("synthesizing %d", len(batch))
-        return [Audio(np.zeros(10, np.float32), 16000) for _ in batch]
 
 
 def test_bound_fields_reach_json_lines_and_leave_with_the_block(captured: Capture) -> None:

@@ -3,28 +3,14 @@ the multiprocess endpoint is exercised by tests/integration/test_operating.py)."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from tasks.jobs import JobStatus
+from tests.engines import HalfSecondEngine
 from worker import metrics
-from worker.engines import Audio, Batching, SynthesisRequest
+from worker.engines import Batching, SynthesisRequest
 from worker.runner import Outcome
-
-
-class HalfSecondEngine:
-    """Half a second of silence per request."""
-
-    batching = Batching.PADDED
-    version = "test"
-
-    def load(self, device: str) -> None: ...
-
-    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
-        return [Audio(np.zeros(8000, np.float32), 16000) for _ in batch]
 
 
 def sample(name: str, **labels: str) -> float:
