@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults bench lint install install-run redis-server chromium wrk promtool clean
+.PHONY: up test test-faults bench gpu-bundle lint install install-run redis-server chromium wrk promtool clean
 
 up: install-run redis-server
 	$(BIN)/ttsfleet up
@@ -26,6 +26,11 @@ bench: install redis-server wrk
 	$(PIP) install -e '.[server,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.api
+
+# The wheels and Debian packages (redis-server) a lent GPU machine lacks, in .gpu-bundle/,
+# and the one command that runs bench.gpu there (engine and fleet; see bench/gpu_run.sh).
+gpu-bundle: install
+	$(BIN)/python -m bench.bundle
 
 test-faults: install redis-server
 	$(BIN)/pytest -m slow
@@ -89,4 +94,4 @@ promtool:
 	$(call apt-ensure,promtool,prometheus)
 
 clean:
-	rm -rf $(VENV) .ttsfleet test-output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .ttsfleet test-output build .gpu-bundle .mypy_cache .ruff_cache .pytest_cache

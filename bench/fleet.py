@@ -19,10 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def running_fleet(concurrency: int, **settings: str) -> Iterator[Client]:
-    """The whole embedded fleet (Redis, API, dispatcher, worker, callbacks, Flower)."""
+def running_fleet(
+    concurrency: int | None,
+    device: str = "cpu",
+    model: str | None = None,
+    home: Path | None = None,
+    **settings: str,
+) -> Iterator[Client]:
+    """The whole embedded fleet (Redis, API, dispatcher, worker, callbacks, Flower), its
+    synth worker serving `model` on `device` with `concurrency` (None: the worker's
+    default), in `home` (its logs stay there) or a temporary one."""
     with tempfile.TemporaryDirectory(prefix="ttsfleet-bench-") as tmp:
-        home = Path(tmp)
+        home = home or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TTSFLEET_")}
         env.update(
             TTSFLEET_HOME=str(home),
@@ -31,10 +40,12 @@ def running_fleet(concurrency: int, **settings: str) -> Iterator[Client]:
             TTSFLEET_RATE_LIMIT_PER_S="0",
             **{f"TTSFLEET_{k.upper()}": v for k, v in settings.items()},
         )
+        command = [sys.executable, "-m", "fleet", "up", "--device", device]
+        command += ["--concurrency", str(concurrency)] if concurrency else []
+        command += ["--model", model] if model else []
         up = subprocess.Popen(
-            [sys.executable, "-m", "fleet", "up", "--concurrency", str(concurrency)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             deadline = time.monotonic() + 120
             while not (home / "env").is_file():

@@ -31,7 +31,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     home = Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
     api_port = int(os.environ.get("TTSFLEET_API_PORT", "8000"))
     flower_port = int(os.environ.get("TTSFLEET_FLOWER_PORT", "5555"))
-    return up(home, api_port, flower_port, args.concurrency)
+    return up(home, api_port, flower_port, args.concurrency, args.device, args.model)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -135,6 +135,8 @@ def register(sub: Any) -> None:
     up.add_argument(
         "--concurrency", type=int, default=None, help="synth worker processes (default: cores)"
     )
+    up.add_argument("--device", default="cpu", help="the synth worker's device: cpu or cuda:N")
+    up.add_argument("--model", default=None, help="the synth worker's model (default: the first)")
     up.set_defaults(func=cmd_up)
 
     api = sub.add_parser("api", help="serve the HTTP API")

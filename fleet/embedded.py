@@ -132,8 +132,16 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> int:
-    """Start the fleet in the foreground; returns an exit code when it stops."""
+def up(
+    home: Path,
+    api_port: int,
+    flower_port: int,
+    concurrency: int | None,
+    device: str = "cpu",
+    model: str | None = None,
+) -> int:
+    """Start the fleet in the foreground; returns an exit code when it stops. Its synth
+    worker serves `model` (default: the first of TTSFLEET_MODELS) on `device`."""
     home.mkdir(parents=True, exist_ok=True)
     home = home.resolve()
     for name, port in (("API", api_port), ("Flower", flower_port)):
@@ -171,7 +179,7 @@ def up(home: Path, api_port: int, flower_port: int, concurrency: int | None) -> 
         wait_for("redis-server", client.ping, 20)
         me = [sys.executable, "-m", "fleet"]
         fleet.spawn("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)], env)
-        worker = [*me, "worker", "--device", "cpu"]
+        worker = [*me, "worker", "--device", device, *(["--model", model] if model else [])]
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
         fleet.spawn("worker", worker, env)

@@ -200,8 +200,13 @@ def find_knee(
         for _ in range(repeats):
             engine.synthesize(batch)
         rates[size] = size * repeats / (clock() - started)
-    best = max(rates.values())
-    knee = next(size for size in sizes if rates[size] >= share * best)
+    knee = knee_of(rates, share)
     table = "  ".join(f"{size}: {rate:.1f}/s" for size, rate in rates.items())
     log.info("batch size autotune (items/s): %s -> max batch %d", table, knee)
     return knee
+
+
+def knee_of(rates: dict[int, float], share: float = 0.9) -> int:
+    """The smallest batch size whose rate reaches `share` of the best rate."""
+    best = max(rates.values())
+    return min(size for size, rate in rates.items() if rate >= share * best)
