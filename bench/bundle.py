@@ -96,10 +96,11 @@ def normalize(name: str) -> str:
 
 
 def requirements() -> list[str]:
-    """The project's runtime dependencies, less those the GPU runs leave out."""
+    """The project's runtime dependencies (the client's and the server extra's), less
+    those the GPU runs leave out."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = []
-    for spec in project["dependencies"]:
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["server"]]:
         name = normalize(re.split(r"[\[<>=!~ ;]", spec, maxsplit=1)[0])
         if name not in LEFT_OUT and name not in IMAGE:
             wanted.append(spec)
