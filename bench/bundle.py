@@ -102,7 +102,7 @@ def requirements() -> list[str]:
     wanted = []
     for spec in [*project["dependencies"], *project["optional-dependencies"]["server"]]:
         name = normalize(re.split(r"[\[<>=!~ ;]", spec, maxsplit=1)[0])
-        if name not in LEFT_OUT and name not in IMAGE:
+        if name not in LEFT_OUT:
             wanted.append(spec)
     return wanted
 
