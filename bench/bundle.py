@@ -192,10 +192,14 @@ def build(dest: Path, python_version: str, corpus: Path = CORPUS) -> dict[str, s
     return pins
 
 
+def carried(dest: Path) -> Path:
+    """`dest` as the device tool's `carry` names it: relative to the repository."""
+    return dest.resolve().relative_to(ROOT) if dest.resolve().is_relative_to(ROOT) else dest
+
+
 def command(dest: Path) -> str:
     """The one command for the device tool's `run`, with `carry: ["<dest>"]`."""
-    relative = dest.resolve().relative_to(ROOT) if dest.resolve().is_relative_to(ROOT) else dest
-    return f'bash bench/gpu_run.sh {relative} "$OUT"'
+    return f'bash bench/gpu_run.sh {carried(dest)} "$OUT"'
 
 
 def main() -> None:
@@ -214,8 +218,10 @@ def main() -> None:
     size = sum(p.stat().st_size for p in args.dest.rglob("*") if p.is_file()) / 2**20
     print(f"{len(pins)} wheels for Python {args.python_version}: {', '.join(pins)}")
     print(f"{len(DEBS)} Debian packages for redis-server; {size:.1f} MiB in {args.dest}")
-    print('\nOn the lent GPU machine (device tool `run`, carry: [".gpu-bundle"]), run:\n')
+    print(f'\nOn the lent GPU machine (device tool `run`, carry: ["{carried(args.dest)}"]):\n')
     print(f"  {command(args.dest)}\n")
+    print("It is sized for 5 minutes (give it timeout_s 420); gpu.json, fleet.json and gpu.log")
+    print("come back from $OUT.")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,15 @@
 Engine (writes DIR/gpu.json): the default-config VitsModel (MMS-TTS size) with random
 weights, built in a temporary directory and loaded through the transformers engine
 (`from_pretrained`), in float16 and bfloat16. For each, batch 1, 2, 4, ... over corpus
-sentences until CUDA runs out of memory (or one forward takes over `--max-forward-s`):
+sentences until CUDA runs out of memory (or one forward takes over `--max-forward-s`, or
+the sweep has taken `--sweep-budget-s`):
 audio-seconds/s and GPU memory (peak allocated, reserved) per batch size, the knee (the
 smallest batch within 90 % of the best audio-s/s), and what BATCH_AUTOTUNE
 (worker.batcher.find_knee) picks on the same engine.
 
 Fleet (writes DIR/fleet.json; needs DIR/gpu.json): `ttsfleet up` with one synth worker
 `--model vits --device cuda:0` (threads pool, micro-batcher capped at the knee), the corpus
-submitted at once: fleet audio-s/s over the engine's audio-s/s at the knee (the GPU queue
+submitted at once (about `--saturate-s` of the engine's work): fleet audio-s/s over the engine's audio-s/s at the knee (the GPU queue
 tax, goal >= 0.9); the batch sizes the batcher formed (from the worker's log); p50/p99
 submit -> succeeded of one short job at a time on the idle fleet; then a second fleet with
 WORKER_MAX_GPU_MB between the reserved memory of batch 1 and of the knee, which must
@@ -82,8 +83,11 @@ def timed(engine: Engine, texts: list[str], repeats: int) -> dict[str, float]:
     }
 
 
-def sweep(engine: Engine, texts: list[str], max_batch: int, max_forward_s: float) -> dict[str, Any]:
-    """Batch 1, 2, 4, ... until out of memory, too slow, or `max_batch`."""
+def sweep(
+    engine: Engine, texts: list[str], max_batch: int, max_forward_s: float, budget_s: float
+) -> dict[str, Any]:
+    """Batch 1, 2, 4, ... until out of memory, too slow, `max_batch`, or `budget_s` spent."""
+    deadline = time.monotonic() + budget_s
     import torch
 
     cuda = torch.cuda.is_available()
@@ -114,6 +118,9 @@ def sweep(engine: Engine, texts: list[str], max_batch: int, max_forward_s: float
         if row["seconds_per_batch"] > max_forward_s:
             stopped = f"batch {size} took {row['seconds_per_batch']:.1f} s"
             break
+        if time.monotonic() > deadline:
+            stopped = f"time budget of {budget_s:.0f} s spent after batch {size}"
+            break
         size *= 2
     if cuda:
         torch.cuda.empty_cache()
@@ -129,7 +136,8 @@ def engine_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) -
         try:
             engine = load(checkpoint, dtype, args.device)
             result: dict[str, Any] = {"load_s": time.perf_counter() - started}
-            result.update(sweep(engine, texts, args.max_batch, args.max_forward_s))
+            budget = args.sweep_budget_s
+            result.update(sweep(engine, texts, args.max_batch, args.max_forward_s, budget))
         except Exception as exc:  # one call on the GPU: the other dtype still gets measured
             print(f"  {dtype} failed: {type(exc).__name__}: {exc}", flush=True)
             report[dtype] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -223,7 +231,7 @@ def recycling(args: argparse.Namespace, models: str, engine: dict[str, Any], hom
         None, args.device, "vits", home, models=models, result_cache="false",
         batch_max_size=str(min(knee, 1024)), worker_max_gpu_mb=str(limit),
     ) as client:  # fmt: skip
-        result = saturate(client, texts_of(args), max(2 * knee, 16), 90)
+        result = saturate(client, texts_of(args), max(2 * knee, 16), 3 * args.saturate_s)
     reasons = re.findall(r"recycling worker process \d+: (GPU memory reserved.*)", worker_log(home))
     return {
         "applicable": True,
@@ -299,8 +307,9 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float16,bfloat16", help="the fleet uses the first")
     parser.add_argument("--size", default="full", choices=["tiny", "small", "full"])
     parser.add_argument("--max-batch", type=int, default=4096)
-    parser.add_argument("--max-forward-s", type=float, default=10.0)
-    parser.add_argument("--saturate-s", type=float, default=20.0, help="fleet: seconds of work")
+    parser.add_argument("--max-forward-s", type=float, default=4.0)
+    parser.add_argument("--sweep-budget-s", type=float, default=40.0, help="per dtype")
+    parser.add_argument("--saturate-s", type=float, default=15.0, help="fleet: seconds of work")
     parser.add_argument("--jobs", type=int, default=0, help="fleet: jobs to submit (0: auto)")
     parser.add_argument("--idle-jobs", type=int, default=30)
     parser.add_argument("--corpus", type=Path, default=CORPUS)

@@ -28,9 +28,11 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.gpu_bundle, pytest.mark.timeout(1200)]
 
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+# Smoke sizes; the GPU run's time limits are lifted: a loaded box must not cut the sweep.
 SMOKE = [
     "--device", "cpu", "--size", "tiny", "--dtypes", "float32", "--max-batch", "2",
-    "--jobs", "8", "--idle-jobs", "3",
+    "--max-forward-s", "600", "--sweep-budget-s", "600", "--jobs", "8", "--idle-jobs", "3",
+    "--saturate-s", "200",
 ]  # fmt: skip
 
 
