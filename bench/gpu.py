@@ -35,6 +35,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,7 @@ def engine_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) -
         except Exception as exc:  # one call on the GPU: the other dtype still gets measured
             print(f"  {dtype} failed: {type(exc).__name__}: {exc}", flush=True)
             report[dtype] = {"error": f"{type(exc).__name__}: {exc}"}
+            write(args.out / "gpu.json", report)
             continue
         # BATCH_AUTOTUNE's choice on this engine, bounded as the setting is (<= 1024) and by
         # the largest batch that fit (its sentence may be longer than the corpus's).
@@ -160,9 +163,14 @@ def engine_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) -
             flush=True,
         )
         report[dtype] = result
+        write(args.out / "gpu.json", report)  # each dtype as soon as it is measured
         del engine
         gc.collect()
     return report
+
+
+def write(path: Path, report: dict[str, Any]) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def worker_log(home: Path) -> str:
@@ -184,18 +192,19 @@ def saturate(client: Any, texts: list[str], jobs: int, limit_s: float) -> dict[s
         done = [j for j in client.iter_jobs() if j["id"] in ids and j["status"] in TERMINAL]
         if len(done) == jobs or time.time() - started > limit_s:
             break
+    succeeded = [j for j in done if j["status"] == "succeeded"]
+    if not succeeded:
+        raise RuntimeError(f"none of {jobs} jobs succeeded within {limit_s:.0f} s: {done[:1]}")
+    seconds = max(epoch(j["finished_at"]) for j in succeeded) - started
+    audio_s = sum(j["audio"]["duration_s"] for j in succeeded)
     failed = [j for j in done if j["status"] != "succeeded"]
-    if not done:
-        raise RuntimeError(f"none of {jobs} jobs finished within {limit_s:.0f} s")
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {jobs} jobs did not succeed: {failed[0]}")
-    seconds = max(epoch(j["finished_at"]) for j in done) - started
-    audio_s = sum(j["audio"]["duration_s"] for j in done)
     return {
         "jobs": jobs,
-        "succeeded": len(done),
+        "succeeded": len(succeeded),
+        "failed": len(failed),
+        "first_failure": failed[0].get("error") if failed else None,
         "seconds": seconds,
-        "jobs_per_s": len(done) / seconds,
+        "jobs_per_s": len(succeeded) / seconds,
         "audio_s_per_s": audio_s / seconds,
     }
 
@@ -217,6 +226,18 @@ def formed_since(home: Path, before: dict[str, int], items: int) -> dict[str, in
         time.sleep(0.2)
 
 
+@contextmanager
+def logs_on_failure(home: Path) -> Iterator[None]:
+    """The GPU machine keeps nothing: if a fleet phase fails, print its logs' tails."""
+    try:
+        yield
+    except BaseException:
+        for log in sorted(home.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-40:]
+            print(f"--- {log.name} (last {len(lines)} lines)", *lines, sep="\n", flush=True)
+        raise
+
+
 def recycling(args: argparse.Namespace, models: str, engine: dict[str, Any], home: Path) -> Any:
     """A fleet whose worker must recycle on reserved CUDA memory; jobs must all succeed."""
     import torch
@@ -227,7 +248,7 @@ def recycling(args: argparse.Namespace, models: str, engine: dict[str, Any], hom
     first = engine["batches"]["1"]["reserved_mib"]
     at_knee = engine["batches"][str(knee)]["reserved_mib"]
     limit = max(1, int((first + at_knee) / 2))
-    with running_fleet(
+    with logs_on_failure(home), running_fleet(
         None, args.device, "vits", home, models=models, result_cache="false",
         batch_max_size=str(min(knee, 1024)), worker_max_gpu_mb=str(limit),
     ) as client:  # fmt: skip
@@ -242,7 +263,8 @@ def recycling(args: argparse.Namespace, models: str, engine: dict[str, Any], hom
         "reasons": reasons[:5],
         "jobs": result["jobs"],
         "succeeded": result["succeeded"],
-        "works": len(reasons) > 0,
+        "failed": result["failed"],
+        "works": len(reasons) > 0 and result["failed"] == 0,
     }
 
 
@@ -253,7 +275,10 @@ def texts_of(args: argparse.Namespace) -> list[str]:
 
 def fleet_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) -> dict[str, Any]:
     engine_report = json.loads((args.out / "gpu.json").read_text())
-    dtype = next(d for d in args.dtypes.split(",") if "error" not in engine_report.get(d, {}))
+    usable = [d for d in args.dtypes.split(",") if "batches" in engine_report.get(d, {})]
+    if not usable:
+        raise SystemExit(f"gpu.json has no measured dtype of {args.dtypes}: run bench.gpu first")
+    dtype = usable[0]
     engine = engine_report[dtype]
     knee = min(engine["knee"], 1024)
     at_knee = engine["batches"][str(engine["knee"])]
@@ -264,7 +289,7 @@ def fleet_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) ->
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "fleet"
         started = time.perf_counter()
-        with running_fleet(
+        with logs_on_failure(home), running_fleet(
             None, args.device, "vits", home, models=models, result_cache="false",
             batch_max_size=str(knee), dispatch_queue_depth=str(max(32, 4 * knee)),
         ) as client:  # fmt: skip
@@ -281,10 +306,14 @@ def fleet_bench(args: argparse.Namespace, texts: list[str], checkpoint: Path) ->
             report["saturation"] = saturate(client, texts, jobs, 3 * args.saturate_s)
             report["batches_formed"] = formed_since(home, before, report["saturation"]["succeeded"])
             report["queue_tax"] = report["saturation"]["audio_s_per_s"] / at_knee["audio_s_per_s"]
-        report["gpu_recycling"] = recycling(args, models, engine, Path(tmp) / "recycle")
+        try:
+            report["gpu_recycling"] = recycling(args, models, engine, Path(tmp) / "recycle")
+        except Exception as exc:  # what the first fleet measured still gets written
+            report["gpu_recycling"] = {"error": f"{type(exc).__name__}: {exc}"}
     sat = report["saturation"]
     print(
-        f"fleet: {sat['jobs']} jobs in {sat['seconds']:.1f} s, {sat['audio_s_per_s']:.1f} audio-s/s"
+        f"fleet: {sat['succeeded']} of {sat['jobs']} jobs in {sat['seconds']:.1f} s "
+        f"({sat['failed']} failed), {sat['audio_s_per_s']:.1f} audio-s/s"
         f" / engine at the knee (batch {engine['knee']}) {at_knee['audio_s_per_s']:.1f}"
         f" = GPU queue tax {report['queue_tax']:.3f} (goal >= 0.9)"
     )
@@ -326,7 +355,7 @@ def main() -> None:
         else:
             report = engine_bench(args, texts, checkpoint)
             name = "gpu.json"
-    (args.out / name).write_text(json.dumps(report, indent=2) + "\n")
+    write(args.out / name, report)
     print(f"wrote {args.out / name}")
 
 

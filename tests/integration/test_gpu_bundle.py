@@ -109,7 +109,9 @@ def test_the_gpu_run_starts_with_only_the_bundle_beside_the_image(tmp_path: Path
     assert set(engine["batches"]) == {"1", "2"} and engine["knee"] in (1, 2)
     assert engine["autotune_knee"] in (1, 2)
     fleet = json.loads((out / "fleet.json").read_text())
-    assert fleet["saturation"]["succeeded"] == 8 and fleet["saturation"]["audio_s_per_s"] > 0
+    saturation = fleet["saturation"]
+    assert saturation["succeeded"] == 8 and saturation["failed"] == 0
+    assert saturation["audio_s_per_s"] > 0
     # Every saturation job went through a batch the batcher formed (logged by the worker).
     assert sum(int(size) * n for size, n in fleet["batches_formed"].items()) >= 8
     assert fleet["idle_latency_s"]["jobs"] == 3
