@@ -14,15 +14,16 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api import errors, metrics
+from api import docs, errors, metrics
 from api.jobs import router
+from api.reads import JobReads
 from api.submission import Submission
 from tasks.app import create_app as create_celery
 from tasks.jobs import JobRequest
 from tasks.settings import Settings, get_settings
 from tasks.storage import storage_from_settings
 from tasks.store import JobStore
-from tasks.tenants import TenantDirectory
+from tasks.tenants import TenantDirectory, refuse_weak_secrets
 
 API_VERSION = "1.0.0"
 # Redis connections of one API process's event loop (bench.api: 64 clients saturate 1 core).
@@ -63,7 +64,14 @@ def create_app(
         version=API_VERSION,
         description="Asynchronous text-to-speech jobs: submit, poll or get a callback, download.",
         lifespan=lifespan,
+        # /docs is served below from local assets; no /redoc (one documentation page).
+        docs_url=None,
+        redoc_url=None,
+        # Starlette's trailing-slash redirect builds an absolute URL from the request's Host
+        # header: `/v1/jobs/` is a 404, never a 307 to wherever Host points.
+        redirect_slashes=False,
     )
+    metrics.configure(settings)
     app.state.settings = settings
     app.state.store = store or JobStore.from_url(settings.redis_url, settings.job_ttl_s)
     app.state.celery = celery or create_celery(settings)
@@ -71,6 +79,9 @@ def create_app(
     app.state.storage = storage_from_settings(settings)
     app.state.redis = client
     app.state.submission = Submission(settings, app.state.store, client)
+    app.state.reads = JobReads(
+        client, settings.read_rate_limit_per_s, settings.read_rate_limit_burst, settings.job_ttl_s
+    )
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 
     errors.install(app)
@@ -83,13 +94,14 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    docs.install(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=errors.responses(errors.Unavailable))
     async def readyz(request: Request) -> JSONResponse:
         """Ready when Redis answers; 503 with Retry-After otherwise."""
         store: JobStore = request.app.state.store
@@ -119,6 +131,13 @@ def create_app(
                 "default": None,
                 "description": f"default: {settings.default_voice}",
             }
+            # What JobRequest checks by hand, said in the schema: some non-space character,
+            # no NUL, at most MAX_TEXT_CHARS (a fuzzer's valid text is then accepted).
+            body["properties"]["text"].update(
+                minLength=1,
+                maxLength=settings.max_text_chars,
+                pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
+            )
             components["JobRequest"] = body
             schema["components"]["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"}
@@ -135,5 +154,9 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn (`api.app:app_from_env`): settings from the environment."""
-    return create_app(get_settings())
+    """Factory for uvicorn (`api.app:app_from_env`): settings from the environment; weak
+    secrets refuse to start (tasks.tenants)."""
+    settings = get_settings()
+    tenants = TenantDirectory.from_settings(settings)
+    refuse_weak_secrets(settings, tenants)
+    return create_app(settings, tenants=tenants)

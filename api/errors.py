@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ class CallbackUrlForbidden(ApiError):
     status, code = 422, "callback_url_forbidden"
 
 
+class CallbackSecretMissing(ApiError):
+    """A callback is always signed: a tenant without a webhook secret cannot ask for one."""
+
+    status, code = 422, "callback_secret_missing"
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
@@ -108,8 +114,56 @@ class Unavailable(ApiError):
         super().__init__(message, {"Retry-After": str(RETRY_AFTER_S)})
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers (DESIGN §4), as the OpenAPI document shows it."""
+
+    error: ErrorDetail
+
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def responses(*kinds: type[ApiError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route that may answer these errors: each status with the
+    codes it carries, so the document lists every status the route answers."""
+    codes: dict[int, list[str]] = {}
+    for kind in kinds:
+        codes.setdefault(kind.status, []).append(kind.code)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, names in sorted(codes.items()):
+        entry: dict[str, Any] = {"description": "error: " + ", ".join(names), "model": ErrorBody}
+        if status in (409, 429, 503):
+            entry["headers"] = _RETRY_AFTER
+        out[status] = entry
+    return out
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+# What each kind of route may answer besides its success (api.jobs passes these as
+# `responses=`): every /v1 route needs a key and a reachable Redis.
+_V1 = (Unauthorized, Unavailable)
+SUBMIT_RESPONSES = responses(
+    *_V1, InvalidJson, IdempotencyInFlight, PayloadTooLarge, UnsupportedMediaType, InvalidRequest,
+    UnknownVoice, CallbackUrlForbidden, CallbackSecretMissing, IdempotencyKeyReused,
+    QuotaExceeded, RateLimited,
+)  # fmt: skip
+READ_RESPONSES = responses(*_V1, NotFound, RateLimited)
+LIST_RESPONSES = responses(*_V1, InvalidRequest, RateLimited)
+CANCEL_RESPONSES = responses(*_V1, NotFound, JobAlreadyTerminal)
+AUDIO_RESPONSES = responses(*_V1, NotFound, JobNotFinished, RateLimited)
+VOICES_RESPONSES = responses(Unauthorized)
 
 
 def describe(exc: ValidationError | RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -121,6 +175,29 @@ def describe(exc: ValidationError | RequestValidationError) -> tuple[str, list[d
     first = details[0] if details else {"field": "", "message": "invalid request"}
     message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
     return message, details
+
+
+def _leaf_routes(routes: list[Any]) -> list[Any]:
+    """The app's routes, those of included routers (FastAPI keeps them apart) included."""
+    found: list[Any] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        found += _leaf_routes(inner.routes) if inner is not None else [route]
+    return found
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path; where a route names the path
+    literally (`/v1/jobs/batch`), only those, not a template that also matches it
+    (`/v1/jobs/{job_id}`)."""
+    path = request.scope["path"]
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        methods = getattr(route, "methods", None)
+        if methods and route.path_regex.match(path):
+            (templated if "{" in route.path else literal).update(methods)
+    return sorted(literal or templated)
 
 
 def install(app: FastAPI) -> None:
@@ -136,10 +213,15 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("validation_error", message, details=details), 422)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route on the path only (GET /v1/jobs hides
+            # POST /v1/jobs): list every method some route serves there.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("backend unavailable: %s", exc)

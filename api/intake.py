@@ -88,6 +88,7 @@ class Intake:
                 active_key,
                 keys.tenant_jobs_key(tenant),
                 idempotency.key if idempotency else active_key,
+                keys.tenant_status_jobs_key(tenant, "queued"),
             ],
             args=args,
         )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -13,19 +12,19 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import authenticate
-from api.body import BATCH_BODY_LIMIT, read_json
+from api.body import BATCH_BODY_LIMIT, StrictJsonRoute, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
+from api.reads import JobReads
 from api.submission import Submission
-from tasks import keys
 from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.storage import Storage
-from tasks.store import MAX_JOB_ID_CHARS, JobStore, tenant_job
+from tasks.store import MAX_JOB_ID_CHARS, JobStore
 from tasks.tenants import Tenant
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 TenantDep = Annotated[Tenant, Depends(authenticate)]
 
 _CURSOR = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
@@ -74,6 +73,11 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
     if model is None:
         known = ", ".join(v for spec in settings.models.values() for v in spec.voices)
         raise errors.UnknownVoice(f"no model serves voice {voice!r}; known voices: {known}")
+    if request.callback_url is not None and not tenant.webhook_secrets:
+        raise errors.CallbackSecretMissing(
+            f"tenant {tenant.id!r} has no webhook secret, and every callback is signed: "
+            "give it a webhook_secret in the tenants file"
+        )
     job_id = new_job_id()
     native = settings.models[model].voices[voice].sample_rate
     return Job(
@@ -107,7 +111,17 @@ def _state(request: Request) -> tuple[Settings, JobStore]:
     return request.app.state.settings, request.app.state.store
 
 
-@router.post("/jobs", status_code=202, openapi_extra=job_body_openapi())
+_REPLAY: dict[int | str, dict[str, Any]] = {
+    200: {"description": "an Idempotency-Key replay: the job(s) as they are now"}
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    openapi_extra=job_body_openapi(),
+    responses={**_REPLAY, **errors.SUBMIT_RESPONSES},
+)
 async def create_job(
     request: Request,
     tenant: TenantDep,
@@ -137,7 +151,12 @@ async def create_job(
     return JSONResponse(job.public(), status, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@router.post("/jobs/batch", status_code=202, openapi_extra=batch_body_openapi())
+@router.post(
+    "/jobs/batch",
+    status_code=202,
+    openapi_extra=batch_body_openapi(),
+    responses={**_REPLAY, **errors.SUBMIT_RESPONSES},
+)
 async def create_jobs(
     request: Request,
     tenant: TenantDep,
@@ -168,7 +187,7 @@ async def create_jobs(
                 ),
                 422,
             )
-        except errors.UnknownVoice as exc:
+        except (errors.UnknownVoice, errors.CallbackSecretMissing) as exc:
             return JSONResponse(
                 errors.error_body(exc.code, f"jobs[{index}]: {exc.message}", index=index), 422
             )
@@ -198,42 +217,40 @@ def _owned(store: JobStore, tenant: Tenant, job_id: str) -> Job:
 
 
 async def _read_owned(request: Request, tenant: Tenant, job_id: str) -> Job:
-    """`_owned` on the event loop: a status poll is one HGETALL, awaited (redis.asyncio)
-    rather than handed to a worker thread, like a submit (api.submission)."""
-    client: redis.asyncio.Redis = request.app.state.redis
+    """`_owned` on the event loop: a status poll is one script (the read rate limit and
+    the HGETALL, api.reads), awaited rather than handed to a worker thread."""
+    reads: JobReads = request.app.state.reads
     job = None
     if len(job_id) <= MAX_JOB_ID_CHARS:
-        raw = cast(dict[str, str], await client.hgetall(keys.job_key(job_id)))
-        job = tenant_job(raw, tenant.id)
+        job = await reads.get(tenant.id, job_id)
     if job is None:
         raise errors.NotFound(f"no job {job_id!r}")
     return job
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=errors.READ_RESPONSES)
 async def get_job(request: Request, job_id: str, tenant: TenantDep) -> dict[str, Any]:
     """The job as it is now; another tenant's job is 404."""
     job = await _read_owned(request, tenant, job_id)
     return job.public()
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=errors.LIST_RESPONSES)
 async def list_jobs(
     request: Request,
     tenant: TenantDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=26)] = None,
+    cursor: Annotated[str | None, Query(pattern=_CURSOR.pattern)] = None,
 ) -> dict[str, Any]:
-    """The tenant's recent jobs, newest first; pass `next_cursor` back for the next page."""
-    _, store = _state(request)
-    if cursor is not None and not _CURSOR.match(cursor):
-        raise errors.InvalidRequest("cursor: not a cursor this API returned")
-    jobs, next_cursor = await run_in_threadpool(store.list, tenant.id, status, limit, cursor)
+    """The tenant's recent jobs, newest first; pass `next_cursor` back for the next page.
+    With `status`, one page of that status's index (api.reads), not a scan."""
+    reads: JobReads = request.app.state.reads
+    jobs, next_cursor = await reads.list(tenant.id, status, limit, cursor)
     return {"jobs": [job.public() for job in jobs], "next_cursor": next_cursor}
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=errors.CANCEL_RESPONSES)
 async def cancel_job(request: Request, job_id: str, tenant: TenantDep) -> dict[str, Any]:
     """queued or running → canceled; a terminal job is 409."""
     _, store = _state(request)
@@ -253,7 +270,11 @@ async def cancel_job(request: Request, job_id: str, tenant: TenantDep) -> dict[s
 
 @router.get(
     "/jobs/{job_id}/audio",
-    responses={200: {"content": {"audio/*": {}}}, 307: {"description": "presigned URL"}},
+    responses={
+        200: {"content": {"audio/*": {}}},
+        307: {"description": "presigned URL"},
+        **errors.AUDIO_RESPONSES,
+    },
     response_model=None,
 )
 async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
@@ -277,7 +298,7 @@ async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Respons
     return RedirectResponse(url, status_code=307)
 
 
-@router.get("/voices")
+@router.get("/voices", responses=errors.VOICES_RESPONSES)
 async def list_voices(request: Request, tenant: TenantDep) -> list[dict[str, Any]]:
     """Every voice some model serves, with its engine, language and native rate."""
     settings: Settings = request.app.state.settings

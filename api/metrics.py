@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasks.backlog import read_backlog
+from tasks.settings import Settings
 
 REQUESTS = Counter(
     "ttsfleet_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -36,10 +37,34 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-JOBS_SUBMITTED = Counter(
-    "ttsfleet_jobs_submitted_total", "Jobs accepted with 202", ["tenant", "voice"]
+# /metrics needs no key: tenant ids (and how much each submits) are shown only when
+# TTSFLEET_METRICS_TENANT_LABELS=true; otherwise every tenant counts under tenant="all".
+ALL_TENANTS = "all"
+_tenant_labels = False
+
+
+def configure(settings: Settings) -> None:
+    """Apply the process's settings to the per-tenant series (called by api.app)."""
+    global _tenant_labels
+    _tenant_labels = settings.metrics_tenant_labels
+
+
+class _PerTenant:
+    """A counter whose first label is the tenant, shown only when the settings allow it."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+
+    def labels(self, tenant: str, *rest: str) -> Counter:
+        return self._counter.labels(tenant if _tenant_labels else ALL_TENANTS, *rest)
+
+
+JOBS_SUBMITTED = _PerTenant(
+    Counter("ttsfleet_jobs_submitted_total", "Jobs accepted with 202", ["tenant", "voice"])
 )
-JOBS_CANCELED = Counter("ttsfleet_jobs_canceled_total", "Jobs canceled through the API", ["tenant"])
+JOBS_CANCELED = _PerTenant(
+    Counter("ttsfleet_jobs_canceled_total", "Jobs canceled through the API", ["tenant"])
+)
 
 
 class QueueDepthCollector(Collector):

@@ -13,19 +13,21 @@ from callbacks.outbox import Outbox
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import JobStore
-from tasks.tenants import TenantDirectory
+from tasks.tenants import TenantDirectory, refuse_weak_secrets
 
 log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings) -> CallbacksWorker:
+    tenants = TenantDirectory.from_settings(settings)
+    refuse_weak_secrets(settings, tenants)
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
     outbox = Outbox(store.redis, lease_s=outbox_lease_s(settings.callback_timeout_s))
     delivery = CallbackDelivery(
         settings,
         store,
         outbox,
-        TenantDirectory.from_settings(settings),
+        tenants,
         CallbackGuard.from_settings(settings),
     )
     return CallbacksWorker(delivery)

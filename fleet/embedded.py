@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,6 +54,45 @@ def dev_tenant(home: Path) -> tuple[Path, str]:
         path.chmod(0o600)
     key = json.loads(path.read_text())["tenants"][0]["api_keys"][0]
     return path, str(key)
+
+
+# The settings `make up` fills in when the user has not set them; one the user set wins.
+EMBEDDED_SETTINGS = (
+    "TTSFLEET_REDIS_URL",
+    "TTSFLEET_STORAGE_URL",
+    "TTSFLEET_TENANTS_FILE",
+    "TTSFLEET_CALLBACK_ALLOWED_NETWORKS",
+    "TTSFLEET_DEV_MODE",
+)
+
+
+def fleet_env(
+    environ: dict[str, str], home: Path, redis_url: str, tenants_file: Path
+) -> tuple[dict[str, str], list[str]]:
+    """The environment of the fleet's processes, and the embedded settings the user set
+    (which are kept as they are): their own Redis, storage, tenants file, networks."""
+    defaults = {
+        "TTSFLEET_REDIS_URL": redis_url,
+        "TTSFLEET_STORAGE_URL": "file://" + str(home / "audio"),
+        "TTSFLEET_TENANTS_FILE": str(tenants_file),
+        "TTSFLEET_CALLBACK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
+        # Weak keys and secrets (the user's own tenants file included) are warned about,
+        # not refused (tasks.tenants.refuse_weak_secrets).
+        "TTSFLEET_DEV_MODE": "true",
+    }
+    taken = [name for name in EMBEDDED_SETTINGS if environ.get(name)]
+    env = {**environ, "TTSFLEET_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.update({name: value for name, value in defaults.items() if not environ.get(name)})
+    return env, taken
+
+
+def shown(name: str, value: str) -> str:
+    """A setting as start-up prints it: a URL's password hidden."""
+    parts = urlsplit(value)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        value = parts._replace(netloc=netloc).geturl()
+    return f"{name}={value}"
 
 
 def start_redis(home: Path, port: int, fsync: str = "always") -> subprocess.Popen[bytes]:
@@ -132,6 +172,26 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
+def _weak_secrets(env: dict[str, str]) -> list[str]:
+    """What the processes will warn about (dev mode), said once on the console too."""
+    from pydantic import ValidationError
+
+    from tasks.settings import Settings
+    from tasks.tenants import TenantDirectory, weak_secrets
+
+    read = ("redis_url", "tenants_file", "api_keys")
+    values = {
+        name: env[f"TTSFLEET_{name.upper()}"]
+        for name in read
+        if env.get(f"TTSFLEET_{name.upper()}")
+    }
+    try:
+        settings = Settings.model_validate(values)
+        return weak_secrets(settings, TenantDirectory.from_settings(settings))
+    except (ValidationError, ValueError, OSError) as exc:
+        return [f"the settings cannot be read: {exc}"]
+
+
 def up(
     home: Path,
     api_port: int,
@@ -154,15 +214,17 @@ def up(
     redis_port = free_port()
     fleet = Fleet(home)
     api_url = f"http://127.0.0.1:{api_port}"
-    env = {
-        **os.environ,
-        "TTSFLEET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "TTSFLEET_STORAGE_URL": "file://" + str(home / "audio"),
-        "TTSFLEET_TENANTS_FILE": str(tenants_file),
-        "TTSFLEET_CALLBACK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
-        "TTSFLEET_HOME": str(home),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env, taken = fleet_env(
+        dict(os.environ), home, f"redis://127.0.0.1:{redis_port}/0", tenants_file
+    )
+    own_redis = "TTSFLEET_REDIS_URL" in taken
+    own_tenants = "TTSFLEET_TENANTS_FILE" in taken
+    if taken:
+        print("from your environment (instead of make up's own):", flush=True)
+        for name in taken:
+            print("  " + shown(name, env[name]), flush=True)
+    for problem in _weak_secrets(env):
+        print(f"warning: {problem}", flush=True)
     stopping = False
 
     def request_stop(*_: object) -> None:
@@ -172,10 +234,11 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        fleet.children["redis"] = start_redis(home, redis_port)
         import redis
 
-        client = redis.Redis(port=redis_port, socket_connect_timeout=0.5)
+        if not own_redis:
+            fleet.children["redis"] = start_redis(home, redis_port)
+        client = redis.Redis.from_url(env["TTSFLEET_REDIS_URL"], socket_connect_timeout=0.5)
         wait_for("redis-server", client.ping, 20)
         me = [sys.executable, "-m", "fleet"]
         fleet.spawn("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)], env)
@@ -195,18 +258,26 @@ def up(
         wait_for(
             "the API", lambda: httpx.get(api_url + "/readyz", timeout=1).status_code == 200, 60
         )
+        # With the user's own tenants file the dev key is not valid: they have their keys.
+        key_line = "" if own_tenants else f"TTSFLEET_API_KEY={api_key}\n"
         (home / "env").write_text(
-            f"TTSFLEET_API_URL={api_url}\nTTSFLEET_API_KEY={api_key}\n"
+            f"TTSFLEET_API_URL={api_url}\n{key_line}"
             f"TTSFLEET_REDIS_URL={env['TTSFLEET_REDIS_URL']}\n"
         )
+        redis_line = (
+            shown("yours", env["TTSFLEET_REDIS_URL"]).removeprefix("yours=")
+            if own_redis
+            else f"redis://127.0.0.1:{redis_port}/0   (AOF under {home / 'redis'})"
+        )
+        key_shown = f"one of yours ({env['TTSFLEET_TENANTS_FILE']})" if own_tenants else api_key
         print(
             f"ttsfleet is up.\n"
             f"  API      {api_url}   (docs {api_url}/docs)\n"
             f"  Flower   http://127.0.0.1:{flower_port}\n"
-            f"  Redis    redis://127.0.0.1:{redis_port}/0   (AOF under {home / 'redis'})\n"
-            f"  Audio    {home / 'audio'}\n"
+            f"  Redis    {redis_line}\n"
+            f"  Audio    {shown('', env['TTSFLEET_STORAGE_URL']).removeprefix('=')}\n"
             f"  Logs     {home}/*.log\n"
-            f"  API key  {api_key}\n"
+            f"  API key  {key_shown}\n"
             f"  (saved to {home / 'env'} for the ttsfleet CLI)\n"
             f"Try:  curl -s -X POST {api_url}/v1/jobs -H 'Authorization: Bearer {api_key}' "
             f"-H 'Content-Type: application/json' -d '{{\"text\": \"Hello from ttsfleet.\"}}'\n"

@@ -12,6 +12,7 @@ import threading
 
 from tasks import logs
 from tasks.settings import Settings
+from tasks.tenants import refuse_weak_secrets
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def run(settings: Settings, loglevel: str) -> int:
     from tasks.app import app
 
     logs.configure(settings.log_format, loglevel)
+    refuse_weak_secrets(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

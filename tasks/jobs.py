@@ -115,12 +115,13 @@ class JobRequest(BaseModel):
 
     text: str
     voice: str | None = None
-    speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False)
+    # strict: a boolean is not a number (pydantic would take `true` as 1).
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False, strict=True)
     format: AudioFormat = AudioFormat.WAV
     sample_rate: SampleRate | None = None
     callback_url: AnyHttpUrl | None = None
     priority: Priority = Priority.NORMAL
-    deadline_s: int | None = Field(default=None, ge=1, le=DEADLINE_MAX_S)
+    deadline_s: int | None = Field(default=None, ge=1, le=DEADLINE_MAX_S, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("text")

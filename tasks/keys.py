@@ -11,8 +11,19 @@ JOB = PREFIX + ":job:{job_id}"
 # so lexical order is creation order and `GET /v1/jobs` pages with ZRANGE BYLEX REV.
 TENANT_JOBS = PREFIX + ":tenant:{tenant}:jobs"
 
-# Hash per distinct request (text, voice, speed, format, rate, model version): where its
-# audio already is, shared across tenants; a hit copies that object to the job's own key.
+# Sorted set per tenant and status, like TENANT_JOBS but holding only the jobs in that status:
+# `GET /v1/jobs?status=` reads one page of it instead of scanning every job. A job moves
+# between them in the same Lua script that changes its status (tasks.store, api.intake).
+TENANT_STATUS_JOBS = PREFIX + ":tenant:{tenant}:jobs:{status}"
+
+# Token bucket per tenant (hash: tokens, ts) for the read rate limit (status polls and
+# listings), taken in the same script as the read (api.reads).
+TENANT_READ_RATE = PREFIX + ":tenant:{tenant}:read-rate"
+
+# Hash per distinct request (text, voice, speed, format, rate, model version) and cache
+# namespace (a tenant's own, `t.<tenant>`, or `shared` for the tenants that opt in, see
+# worker.cache): where its audio already is; a hit copies that object to the job's own key.
+# The digest is `<namespace>:<sha256>`.
 CACHE = PREFIX + ":cache:{digest}"
 
 # String per distinct request being synthesized right now (SET NX with a TTL), so that
@@ -40,6 +51,14 @@ def job_key(job_id: str) -> str:
 
 def tenant_jobs_key(tenant: str) -> str:
     return TENANT_JOBS.format(tenant=tenant)
+
+
+def tenant_status_jobs_key(tenant: str, status: str) -> str:
+    return TENANT_STATUS_JOBS.format(tenant=tenant, status=status)
+
+
+def tenant_read_rate_key(tenant: str) -> str:
+    return TENANT_READ_RATE.format(tenant=tenant)
 
 
 def synth_queue(model: str) -> str:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # a batch is one request) holding at most `rate_limit_burst`. 0 turns it off.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
+    # Read rate limit per tenant (status polls, listings): a token bucket checked in the
+    # same Redis script as the read (api.reads). 0 turns it off.
+    read_rate_limit_per_s: float = 200.0
+    read_rate_limit_burst: int = 400
     # How long an Idempotency-Key is remembered (DESIGN §4: 24 h), and how long a request
     # holding one may take before a retry may proceed (a crashed API must not block it for a day).
     idempotency_ttl_s: int = 86400
@@ -106,6 +110,12 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     # "json": one JSON object per log line with job_id, tenant, worker, batch_id (tasks.logs).
     log_format: Literal["text", "json"] = "text"
+    # Set by `make up`: weak keys, secrets and Redis passwords are warned about, not refused
+    # (tasks.tenants.refuse_weak_secrets).
+    dev_mode: bool = False
+    # Per-tenant labels on /metrics (tenant ids and their counts, seen by anyone who can
+    # reach the unauthenticated endpoint); off: those series carry `tenant="all"`.
+    metrics_tenant_labels: bool = False
     # Where `make up` keeps Redis data, audio, the env file and the dev tenant.
     home: Path = Path(".ttsfleet")
 

@@ -128,10 +128,12 @@ class JobStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(keys.job_key(job.id), mapping=cast(Any, fields))
         pipe.expire(keys.job_key(job.id), self._ttl_s)
-        pipe.zadd(index, {job.id: 0})
-        # Index entries older than the record TTL point at nothing: drop them.
-        pipe.zremrangebylex(index, "-", "(" + job_id_floor(int((now - self._ttl_s) * 1000)))
-        pipe.expire(index, self._ttl_s)
+        floor = "(" + job_id_floor(int((now - self._ttl_s) * 1000))
+        for key in (index, keys.tenant_status_jobs_key(job.tenant, job.status.value)):
+            pipe.zadd(key, {job.id: 0})
+            # Index entries older than the record TTL point at nothing: drop them.
+            pipe.zremrangebylex(key, "-", floor)
+            pipe.expire(key, self._ttl_s)
         self._hold_active(
             keys=[keys.tenant_active_key(job.tenant)], args=[job.id, self._ttl_s], client=pipe
         )
@@ -144,6 +146,8 @@ class JobStore:
         pipe.zrem(keys.tenant_active_key(job.tenant), job.id)
         pipe.delete(keys.job_key(job.id))
         pipe.zrem(keys.tenant_jobs_key(job.tenant), job.id)
+        for status in JobStatus:
+            pipe.zrem(keys.tenant_status_jobs_key(job.tenant, status.value), job.id)
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
@@ -159,8 +163,13 @@ class JobStore:
     def list(
         self, tenant: str, status: JobStatus | None, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
-        """The tenant's jobs, newest first, `limit` at most, after `cursor` (a job id)."""
-        index = keys.tenant_jobs_key(tenant)
+        """The tenant's jobs (of `status`: its index, not a scan), newest first, `limit` at
+        most, after `cursor` (a job id). The API reads with api.reads (one script)."""
+        index = (
+            keys.tenant_jobs_key(tenant)
+            if status is None
+            else keys.tenant_status_jobs_key(tenant, status.value)
+        )
         found: list[Job] = []
         start = "(" + cursor if cursor else "+"
         page = max(limit, 50)

@@ -1,15 +1,34 @@
-"""Tenants: who may call the API (keys), how their webhooks are signed, their limits."""
+"""Tenants: who may call the API (keys), how their webhooks are signed, their limits.
+
+A tenant's webhook secret comes from the tenants file only: none is derived from a key, so a
+`TTSFLEET_API_KEYS` shorthand tenant has none and cannot ask for callbacks (every callback
+is signed). `weak_secrets` lists the keys, secrets and Redis password that must not run a
+production fleet; `refuse_weak_secrets` is what each process calls at start-up.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_API_KEY_CHARS = 16
+MIN_SECRET_BYTES = 24
+# Values copied from an example and never changed, refused whatever their length: any value
+# containing one of the first, or equal to one of the second.
+PLACEHOLDER_PARTS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "example",
+                     "placeholder", "xxxxxxxx")  # fmt: skip
+PLACEHOLDER_WORDS = ("secret", "password", "redis", "default", "test", "admin")
 
 
 class Tenant(BaseModel):
@@ -21,6 +40,9 @@ class Tenant(BaseModel):
     # During a rotation both secrets sign (newest first).
     webhook_secrets: tuple[str, ...] = ()
     max_queued_jobs: int = 10000
+    # Result-cache hits cross tenants only between tenants that both set this (worker.cache):
+    # a shared hit tells one tenant, by its speed and its sha256, what another synthesized.
+    share_result_cache: bool = False
 
     @model_validator(mode="after")
     def _one_secret_list(self) -> Tenant:
@@ -33,12 +55,6 @@ class TenantsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenants: list[Tenant]
-
-
-def derived_secret(tenant: str, key: str) -> str:
-    """The webhook secret of an `API_KEYS` tenant: stable across restarts, never stored."""
-    digest = hashlib.sha256(f"ttsfleet-webhook\x00{tenant}\x00{key}".encode()).digest()
-    return "whsec_" + base64.b64encode(digest).decode()
 
 
 def _digest(key: str) -> bytes:
@@ -55,6 +71,10 @@ class TenantDirectory:
     def by_key(self, key: str) -> Tenant | None:
         return self._by_key.get(_digest(key))
 
+    def sharing_result_cache(self) -> frozenset[str]:
+        """The tenants whose result-cache hits may cross to each other."""
+        return frozenset(t.id for t in self.tenants.values() if t.share_result_cache)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> TenantDirectory:
         tenants: list[Tenant] = []
@@ -65,7 +85,67 @@ class TenantDirectory:
             tenant_id, sep, key = pair.strip().partition(":")
             if not sep or not key:
                 raise ValueError("TTSFLEET_API_KEYS is tenant:key[,tenant2:key2]")
-            tenants.append(
-                Tenant(id=tenant_id, api_keys=(key,), webhook_secret=derived_secret(tenant_id, key))
-            )
+            # No webhook secret: none is derived from a key (a key leaks more often).
+            tenants.append(Tenant(id=tenant_id, api_keys=(key,)))
         return cls(tenants)
+
+
+class WeakSecrets(SystemExit):
+    """A production process refuses to start with a weak key, secret or Redis password."""
+
+
+def is_placeholder(value: str) -> bool:
+    """True for a value copied from an example (`change-me`, `whsec_example`, ...)."""
+    bare = value.lower().removeprefix("whsec_")
+    return bare in PLACEHOLDER_WORDS or any(part in bare for part in PLACEHOLDER_PARTS)
+
+
+def secret_bytes(secret: str) -> bytes | None:
+    """The key a `whsec_<base64>` secret signs with, or None if it is not base64."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def weak_secrets(settings: Settings, directory: TenantDirectory) -> list[str]:
+    """One line per weak setting, naming it (never showing the value)."""
+    where = f"TTSFLEET_TENANTS_FILE ({settings.tenants_file})"
+    problems: list[str] = []
+    for tenant in directory.tenants.values():
+        source = where if settings.tenants_file else "TTSFLEET_API_KEYS"
+        for n, key in enumerate(tenant.api_keys):
+            if len(key) < MIN_API_KEY_CHARS or is_placeholder(key):
+                problems.append(
+                    f"{source}: tenant {tenant.id!r} api key #{n + 1} is a placeholder or "
+                    f"shorter than {MIN_API_KEY_CHARS} characters"
+                )
+        for n, secret in enumerate(tenant.webhook_secrets):
+            decoded = secret_bytes(secret)
+            if decoded is None or len(decoded) < MIN_SECRET_BYTES or is_placeholder(secret):
+                problems.append(
+                    f"{where}: tenant {tenant.id!r} webhook secret #{n + 1} is a placeholder, "
+                    f"not base64 or shorter than {MIN_SECRET_BYTES} bytes decoded"
+                )
+    password = urlsplit(settings.redis_url).password
+    if password is not None and is_placeholder(password):
+        problems.append("TTSFLEET_REDIS_URL: the Redis password is a placeholder")
+    return problems
+
+
+def refuse_weak_secrets(settings: Settings, directory: TenantDirectory | None = None) -> None:
+    """Refuse to start (outside `make up`) on a weak key, secret or Redis password; under
+    `TTSFLEET_DEV_MODE` (what `make up` sets) only warn."""
+    directory = directory or TenantDirectory.from_settings(settings)
+    problems = weak_secrets(settings, directory)
+    if not problems:
+        return
+    if settings.dev_mode:
+        for problem in problems:
+            log.warning("%s (allowed: TTSFLEET_DEV_MODE)", problem)
+        return
+    raise WeakSecrets(
+        "refusing to start with weak secrets:\n  "
+        + "\n  ".join(problems)
+        + "\n(TTSFLEET_DEV_MODE=true, as `make up` sets, turns these into warnings)"
+    )

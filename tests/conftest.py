@@ -123,6 +123,8 @@ def make_settings(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Se
             "storage_url": "file://" + str(tmp_path / "audio"),
             "api_keys": ",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
             "home": tmp_path / "home",
+            # The test keys are short: warned about, as under `make up` (tasks.tenants).
+            "dev_mode": True,
         }
         values.update(overrides)
         return Settings(**values)
@@ -233,6 +235,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_REDIS_URL=settings.redis_url,
         TTSFLEET_STORAGE_URL=settings.storage_url,
         TTSFLEET_API_KEYS=settings.api_keys or "",
+        TTSFLEET_DEV_MODE=str(settings.dev_mode).lower(),
         TTSFLEET_MAX_ATTEMPTS=str(settings.max_attempts),
         TTSFLEET_MODELS=json.dumps({k: v.model_dump() for k, v in settings.models.items()}),
         TTSFLEET_BATCH_MAX_SIZE=str(settings.batch_max_size),
@@ -251,6 +254,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.s3_endpoint_url:
         env["TTSFLEET_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.tenants_file:
+        env["TTSFLEET_TENANTS_FILE"] = str(settings.tenants_file)
     return env
 
 
@@ -339,6 +344,7 @@ def fleet_settings(redis_server: RedisServer, tmp: Path, db: int = 0, **override
         "storage_url": "file://" + str(tmp / "audio"),
         "api_keys": ",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
         "home": tmp / "home",
+        "dev_mode": True,
     }
     values.update(overrides)
     return Settings(**values)

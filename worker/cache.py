@@ -1,10 +1,14 @@
 """The result cache: identical requests reuse stored audio without touching the engine.
 
-Identity is the text, voice, speed, format, sample rate and model version. The cache
-holds where the audio already is (its first job's object) and its description; a hit
-copies that object under the new job's own deterministic key. A lease (SET NX with a TTL)
-makes concurrent identical requests on different workers synthesize once: the others wait
-for the entry, and synthesize themselves only if the leaseholder dies.
+Identity is the text, voice, speed, format, sample rate and model version, within a
+namespace: each tenant's own by default, so a hit never tells one tenant (by its speed, or by
+an `audio.sha256` it has seen) what another synthesized, such as a one-time code read out.
+Tenants that set `"share_result_cache": true` in the tenants file share one namespace among
+themselves: their identical requests are synthesized once, at the price of that disclosure
+between them. The cache holds where the audio already is (its first job's object) and its
+description; a hit copies that object under the new job's own deterministic key. A lease
+(SET NX with a TTL) makes concurrent identical requests on different workers synthesize
+once: the others wait for the entry, and synthesize themselves only if the leaseholder dies.
 """
 
 from __future__ import annotations
@@ -30,13 +34,32 @@ class CachedAudio:
     audio: AudioInfo
 
 
-def request_digest(job: Job, model_version: str) -> str:
+SHARED_NAMESPACE = "shared"
+
+
+def namespace(tenant: str, sharing: frozenset[str]) -> str:
+    """Where `tenant`'s entries live: `shared` if it opted in, else its own `t.<tenant>`."""
+    return SHARED_NAMESPACE if tenant in sharing else f"t.{tenant}"
+
+
+def request_digest(job: Job, model_version: str, sharing: frozenset[str] = frozenset()) -> str:
+    """`<namespace>:<sha256 of the request's identity>` (keys.CACHE)."""
     identity = [job.text, job.voice, job.speed, job.format.value, job.sample_rate, model_version]
-    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    return f"{namespace(job.tenant, sharing)}:{digest}"
 
 
 class ResultCache:
-    def __init__(self, client: redis.Redis, ttl_s: int, lease_s: float = 120.0) -> None:
+    """`sharing`: the tenants that set `share_result_cache` (TenantDirectory)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_s: int,
+        lease_s: float = 120.0,
+        sharing: frozenset[str] = frozenset(),
+    ) -> None:
+        self.sharing = sharing
         self._redis = client
         self._ttl_s = ttl_s
         self._lease_ms = int(lease_s * 1000)

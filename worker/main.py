@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.settings import Settings, get_settings, install
+from tasks.tenants import refuse_weak_secrets
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def run(options: WorkerOptions) -> int:
     """Start the worker (or, for a pool that cannot recycle itself, its supervisor)."""
     device = pin_device(options.device)
     settings = install(worker_settings(get_settings(), options, device))
+    refuse_weak_secrets(settings)
 
     from celery.utils.nodenames import host_format
 

@@ -130,7 +130,8 @@ class JobRunner:
     def _discard_audio(self, job: Job) -> None:
         """Remove a canceled job's object, and the cache entry that points at it."""
         if self.cache is not None:
-            self.cache.forget(request_digest(job, self.model_version), job.storage_key)
+            digest = request_digest(job, self.model_version, self.cache.sharing)
+            self.cache.forget(digest, job.storage_key)
         try:
             self.storage.delete(job.storage_key)
         except Exception as exc:  # the job is canceled either way; the object is an orphan
@@ -139,7 +140,7 @@ class JobRunner:
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:
             return self._synthesize(job)
-        digest = request_digest(job, self.model_version)
+        digest = request_digest(job, self.model_version, self.cache.sharing)
         hit = self.cache.lookup(digest)
         if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
             return reused

@@ -18,6 +18,7 @@ from celery import signals
 from tasks.settings import Settings, get_settings
 from tasks.storage import storage_from_settings
 from tasks.store import JobStore
+from tasks.tenants import TenantDirectory
 from worker import metrics
 from worker.batcher import Batcher, DirectSynthesizer, find_knee
 from worker.cache import ResultCache
@@ -61,7 +62,10 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
     else:
         synthesizer = DirectSynthesizer(engine)
     store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
-    cache = ResultCache(store.redis, settings.job_ttl_s) if settings.result_cache else None
+    cache = None
+    if settings.result_cache:
+        sharing = TenantDirectory.from_settings(settings).sharing_result_cache()
+        cache = ResultCache(store.redis, settings.job_ttl_s, sharing=sharing)
     runner = JobRunner(
         store,
         RetryingStorage(

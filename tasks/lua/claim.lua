@@ -1,4 +1,4 @@
--- include: release_active.lua outbox_enqueue.lua
+-- include: release_active.lua outbox_enqueue.lua status_index.lua
 -- A worker takes a delivery (JobStore.claim). KEYS: job, outbox, event of `failed`, the job's
 -- lease. ARGV: now (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error
 -- JSON for deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease
@@ -24,6 +24,7 @@ local started = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0
 if cur == 'queued' and not started and deadline ~= cjson.null
    and tonumber(ARGV[2]) > created + deadline then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
+  index_status(KEYS[1], cur, 'failed', ARGV[7])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
@@ -32,11 +33,13 @@ end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if attempts >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
+  index_status(KEYS[1], cur, 'failed', ARGV[7])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
   return {'exhausted', 'failed', attempts}
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+index_status(KEYS[1], cur, 'running', ARGV[7])
 if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9]) end
 return {'run', 'running', attempts}

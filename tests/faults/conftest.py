@@ -4,6 +4,8 @@ the tiny engines of tests/engines.py."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,6 +118,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def signed_tenants(tmp_path: Path) -> Path:
+    """The test tenants (API_KEYS) with a webhook secret each."""
+    path = tmp_path / "tenants.json"
+    secret = "whsec_" + base64.b64encode(b"w" * 32).decode()
+    tenants = [{"id": t, "api_keys": [k], "webhook_secret": secret} for t, k in API_KEYS.items()]
+    path.write_text(json.dumps({"tenants": tenants}))
+    return path
+
+
 @pytest.fixture
 def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
     fleets: list[Fleet] = []
@@ -126,7 +137,9 @@ def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[.
         values: dict[str, Any] = {
             "redis_url": url,
             "storage_url": "file://" + str(tmp_path / "audio"),
-            "api_keys": ",".join(f"{t}:{k}" for t, k in API_KEYS.items()),
+            # Jobs here ask for callbacks, which need a signing secret: a tenants file.
+            "tenants_file": signed_tenants(tmp_path),
+            "dev_mode": True,
             "home": tmp_path / "home",
             "models": {
                 MODEL: ModelSpec(

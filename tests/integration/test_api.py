@@ -178,7 +178,8 @@ def test_metrics_count_requests_and_submissions(api: ApiServer) -> None:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    submitted = 'ttsfleet_jobs_submitted_total{tenant="acme",voice="en_US-joe-medium"}'
+    # No per-tenant labels by default: /metrics needs no key (TTSFLEET_METRICS_TENANT_LABELS).
+    submitted = 'ttsfleet_jobs_submitted_total{tenant="all",voice="en_US-joe-medium"}'
     requests = 'ttsfleet_http_requests_total{method="POST",route="/v1/jobs",status="202"}'
     before = httpx.get(api.url + "/metrics").text
     with api.client() as http:
@@ -190,6 +191,20 @@ def test_metrics_count_requests_and_submissions(api: ApiServer) -> None:
     assert 'ttsfleet_queue_depth{queue="synth.piper-joe"} ' in after
     depth = 'ttsfleet_queue_depth{queue="synth.piper-joe"}'
     wait_until(lambda: sample(httpx.get(api.url + "/metrics").text, depth) >= 3, timeout=5)
+    assert 'tenant="acme"' not in after
+
+
+def test_metrics_show_tenants_only_when_asked(
+    start_api: Callable[..., ApiServer],
+    make_settings: Callable[..., Settings],
+    redis_client: redis.Redis,
+) -> None:
+    api = start_api(make_settings(metrics_tenant_labels=True), dispatch=False)
+    with api.client("globex") as http:
+        assert http.post("/v1/jobs", json={"text": "Count me."}).status_code == 202
+    text = httpx.get(api.url + "/metrics").text
+    assert 'ttsfleet_jobs_submitted_total{tenant="globex",voice="en_US-joe-medium"}' in text
+    redis_client.flushall()  # the next test counts pending jobs
 
 
 def test_metrics_show_the_pending_backlog(

@@ -29,8 +29,9 @@ def runner_for(
     engine: HalfSecondEngine,
     redis_client: redis.Redis,
     version: str = "v1",
+    sharing: frozenset[str] = frozenset(),
 ) -> JobRunner:
-    cache = ResultCache(store.redis, ttl_s=3600)
+    cache = ResultCache(store.redis, ttl_s=3600, sharing=sharing)
     return JobRunner(store, storage, DirectSynthesizer(engine), 3, cache, model_version=version)
 
 
@@ -39,7 +40,7 @@ def test_identical_request_reuses_audio_under_its_own_key(
 ) -> None:
     engine = HalfSecondEngine()
     runner = runner_for(store, storage, engine, redis_client)
-    first, second = make_job(tenant="acme"), make_job(tenant="globex")
+    first, second = make_job(tenant="acme"), make_job(tenant="acme")
     for job in (first, second):
         store.create(job)
         assert runner.run(job.id).status is JobStatus.SUCCEEDED
@@ -48,6 +49,35 @@ def test_identical_request_reuses_audio_under_its_own_key(
     assert a is not None and b is not None and a.audio is not None and b.audio is not None
     assert a.audio.sha256 == b.audio.sha256 and b.audio.url == f"/v1/jobs/{second.id}/audio"
     assert storage.local_path(second.storage_key) is not None  # its own object
+
+
+@pytest.mark.parametrize(
+    ("sharing", "calls", "namespaces"),
+    [
+        # Per tenant by default: globex learns nothing of acme's texts.
+        (frozenset(), 2, {"t.acme", "t.globex"}),
+        # One tenant alone cannot open the other's entries.
+        (frozenset({"acme"}), 2, {"shared", "t.globex"}),
+        # Both opted in: one synthesis.
+        (frozenset({"acme", "globex"}), 1, {"shared"}),
+    ],
+    ids=["neither shares", "one shares", "both share"],
+)
+def test_a_hit_crosses_tenants_only_between_tenants_that_both_share(
+    store: JobStore,
+    storage: FileStorage,
+    redis_client: redis.Redis,
+    sharing: frozenset[str],
+    calls: int,
+    namespaces: set[str],
+) -> None:
+    engine = EngineOk()
+    runner = runner_for(store, storage, engine, redis_client, sharing=sharing)
+    for job in (make_job(tenant="acme"), make_job(tenant="globex")):
+        store.create(job)
+        assert runner.run(job.id).status is JobStatus.SUCCEEDED
+    assert engine.calls == calls
+    assert {key.split(":")[2] for key in redis_client.keys("ttsfleet:cache:*")} == namespaces
 
 
 def test_other_speed_format_or_model_version_is_a_miss(
@@ -83,7 +113,7 @@ def test_concurrent_identical_requests_are_synthesized_once(
     store: JobStore, storage: FileStorage, redis_client: redis.Redis
 ) -> None:
     engine = DelayedEngine()
-    jobs = [make_job(tenant=f"t{i}") for i in range(4)]
+    jobs = [make_job(tenant="acme") for _ in range(4)]
     for job in jobs:
         store.create(job)
     # Separate runners stand for separate worker processes sharing Redis and storage.

@@ -27,7 +27,7 @@ from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import Claim, JobStore
 from tasks.tenants import Tenant, TenantDirectory
-from tests.conftest import ROOT, ApiServer, settings_env, wait_until
+from tests.conftest import API_KEYS, ROOT, ApiServer, settings_env, wait_until
 from tests.helpers.clock import Clock
 from tests.helpers.deliveries import (
     LOOPBACK,
@@ -51,8 +51,16 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def cb_settings(make_settings: Callable[..., Settings]) -> Settings:
+def cb_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
+    # Every callback is signed: the test tenants come from a tenants file with secrets (the
+    # API_KEYS shorthand gives a tenant none).
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": [
+        {"id": t, "api_keys": [key], "webhook_secret": SECRET} for t, key in API_KEYS.items()
+    ]}))  # fmt: skip
     return make_settings(
+        api_keys=None,
+        tenants_file=tenants,
         callback_allowed_networks=LOOPBACK,
         callback_retry_schedule="0,0.3,0.6,0.9",
         callback_timeout_s=3,
@@ -82,6 +90,19 @@ def run_worker() -> Iterator[Callable[[CallbackDelivery], CallbacksWorker]]:
     for worker, thread in started:
         worker.stop()
         thread.join(10)
+
+
+def test_a_tenant_without_a_secret_gets_no_unsigned_callback(
+    store: JobStore, cb_settings: Settings, receiver: Receiver
+) -> None:
+    """The API refuses such a callback_url (callback_secret_missing); a secret removed from
+    the tenants file since the submit still sends nothing unsigned."""
+    job = finished_job(store, receiver.url)
+    unsigned = TenantDirectory([Tenant(id="acme", api_keys=("k",))])
+    idle_worker(delivery_for(cb_settings, store, tenants=unsigned)).run(burst=True)
+    assert callback_of(store, job.id).state == "failed"
+    assert receiver.received == []
+    assert Outbox(store.redis, 10).pending() == {}
 
 
 def test_signed_job_succeeded_is_delivered_once(

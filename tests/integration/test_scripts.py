@@ -112,3 +112,19 @@ def test_an_include_cycle_is_refused(package: Path) -> None:
     (package / "lua" / "b.lua").write_text("-- include: a.lua\n")
     with pytest.raises(ValueError, match=re.escape("include cycle: luapkg/a.lua -> luapkg/b.lua")):
         scripts.load("luapkg", "a")
+
+
+def test_status_index_spells_the_key_tasks_keys_names(redis_client: redis.Redis) -> None:
+    head, middle, _ = keys.TENANT_STATUS_JOBS.replace("{status}", "{tenant}").split("{tenant}")
+    assert f"'{head}' .. cjson.decode(job[1]) .. '{middle}'" in scripts.read(
+        "tasks", "status_index"
+    )
+    job_key = keys.job_key("job-1")
+    redis_client.hset(job_key, mapping={"tenant": json.dumps("acme"), "id": json.dumps("job-1")})
+    redis_client.zadd(keys.tenant_status_jobs_key("acme", "queued"), {"job-1": 0})
+    move = (
+        scripts.load("tasks", "status_index") + "index_status(KEYS[1], 'queued', 'running', 60)\n"
+    )
+    redis_client.eval(move, 1, job_key)
+    assert redis_client.zrange(keys.tenant_status_jobs_key("acme", "queued"), 0, -1) == []
+    assert redis_client.zrange(keys.tenant_status_jobs_key("acme", "running"), 0, -1) == ["job-1"]

@@ -1,0 +1,88 @@
+"""Reading a tenant's jobs back: a status poll and a listing, each one Redis script that
+first takes a token from the tenant's read bucket, so the read rate limit costs no extra
+round trip (429 `rate_limited` with Retry-After past it).
+
+A listing by status reads the tenant's index of that status (keys.TENANT_STATUS_JOBS, kept
+by the scripts that create and move jobs): one page of ids and their records, whatever the
+number of jobs the tenant holds (bench/listing.py). Both are awaited on the event loop
+(redis.asyncio), like a submit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import redis.asyncio
+
+from api.errors import RateLimited
+from tasks import keys, scripts
+from tasks.jobs import Job, JobStatus, job_id_floor
+from tasks.store import tenant_job
+
+# api/lua/: the read rate limit (read_bucket.lua, on tasks/token_bucket.lua) and the read.
+_READ_JOB = scripts.load("api", "read_job")
+_LIST_JOBS = scripts.load("api", "list_jobs")
+
+_JOB_PREFIX = keys.job_key("")
+
+
+def _record(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class JobReads:
+    """A tenant's reads, rate limited per tenant (`read_rate_limit_per_s`, burst)."""
+
+    def __init__(self, client: redis.asyncio.Redis, per_s: float, burst: int, ttl_s: int) -> None:
+        self._per_s = per_s
+        self._burst = burst
+        self._ttl_s = ttl_s
+        self._read = client.register_script(_READ_JOB)
+        self._list = client.register_script(_LIST_JOBS)
+
+    def _limit_args(self) -> list[Any]:
+        return [self._per_s, self._burst, repr(time.time())]
+
+    def _refuse(self, tenant: str, wait_ms: Any) -> RateLimited:
+        return RateLimited(
+            f"tenant {tenant!r} is over its read rate limit ({self._per_s:g}/s)",
+            max(1, math.ceil(int(wait_ms) / 1000)),
+        )
+
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        """The tenant's job `job_id`, or None (another tenant's job does not exist)."""
+        reply = await self._read(
+            keys=[keys.tenant_read_rate_key(tenant), keys.job_key(job_id)],
+            args=self._limit_args(),
+        )
+        if not int(reply[0]):
+            raise self._refuse(tenant, reply[1])
+        return tenant_job(_record(reply[1]), tenant)
+
+    async def list(
+        self, tenant: str, status: JobStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """The tenant's jobs (of `status`), newest first, `limit` at most, after `cursor`."""
+        index = (
+            keys.tenant_jobs_key(tenant)
+            if status is None
+            else keys.tenant_status_jobs_key(tenant, status.value)
+        )
+        floor = "(" + job_id_floor(int((time.time() - self._ttl_s) * 1000))
+        reply = await self._list(
+            keys=[keys.tenant_read_rate_key(tenant), index],
+            args=[
+                *self._limit_args(),
+                "(" + cursor if cursor else "+",
+                limit,
+                floor,
+                status.value if status else "",
+                _JOB_PREFIX,
+            ],
+        )
+        if not int(reply[0]):
+            raise self._refuse(tenant, reply[1])
+        jobs = [job for flat in reply[2:] if (job := tenant_job(_record(flat), tenant))]
+        return jobs, reply[1] or None
