@@ -71,7 +71,7 @@ def test_a_hit_crosses_tenants_only_between_tenants_that_both_share(
     calls: int,
     namespaces: set[str],
 ) -> None:
-    engine = EngineOk()
+    engine = HalfSecondEngine()
     runner = runner_for(store, storage, engine, redis_client, sharing=sharing)
     for job in (make_job(tenant="acme"), make_job(tenant="globex")):
         store.create(job)

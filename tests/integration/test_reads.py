@@ -15,7 +15,7 @@ from tasks.jobs import JobStatus
 from tasks.settings import Settings
 from tasks.store import JobStore
 from tests.conftest import ApiServer
-from tests.integration.test_store import AUDIO, make_job
+from tests.helpers.jobs import AUDIO, make_job
 
 
 def statuses(redis_client: redis.Redis, tenant: str, job_id: str) -> list[str]:
