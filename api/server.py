@@ -29,9 +29,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(settings: Settings, host: str, port: int, workers: int, log_level: str = "info") -> None:
     """Run the API until interrupted; `workers` processes share one listening socket."""
+    from tasks import logs
     from tasks.tenants import refuse_weak_secrets
 
-    # Before binding: a refusal names the setting once, not once per worker process.
+    # Before binding: a refusal names the setting once, not once per worker process; a
+    # warning (dev mode) comes out in the API's log format.
+    logs.configure(settings.log_format, log_level.upper())
     refuse_weak_secrets(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = Path(settings.home).resolve() / "prometheus-api"

@@ -235,7 +235,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_REDIS_URL=settings.redis_url,
         TTSFLEET_STORAGE_URL=settings.storage_url,
         TTSFLEET_API_KEYS=settings.api_keys or "",
-        TTSFLEET_DEV_MODE=str(settings.dev_mode).lower(),
+        # The test keys are short: test processes run as under `make up` (weak secrets are
+        # warned about); the tests of the refusal set TTSFLEET_DEV_MODE=false themselves.
+        TTSFLEET_DEV_MODE="true",
         TTSFLEET_MAX_ATTEMPTS=str(settings.max_attempts),
         TTSFLEET_MODELS=json.dumps({k: v.model_dump() for k, v in settings.models.items()}),
         TTSFLEET_BATCH_MAX_SIZE=str(settings.batch_max_size),
