@@ -86,11 +86,12 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
         text=request.text,
         speed=request.speed,
         format=request.format,
-        sample_rate=request.sample_rate or native,
+        sample_rate=request.format.fixed_rate or request.sample_rate or native,
         priority=request.priority,
         deadline_s=request.deadline_s,
         metadata=request.metadata,
-        storage_key=f"{tenant.id}/{job_id}.{request.format.value}",
+        loudness_lufs=request.loudness_lufs,
+        storage_key=f"{tenant.id}/{job_id}.{request.format.extension}",
         callback=CallbackInfo(url=str(request.callback_url)) if request.callback_url else None,
     )
 
@@ -269,7 +270,7 @@ async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Respons
         return FileResponse(
             path,
             media_type=job.format.content_type,
-            filename=f"{job.id}.{job.format.value}",
+            filename=f"{job.id}.{job.format.extension}",
         )
     url = await run_in_threadpool(storage.presigned_url, job.storage_key)
     if url is None:

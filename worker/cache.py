@@ -32,6 +32,8 @@ class CachedAudio:
 
 def request_digest(job: Job, model_version: str) -> str:
     identity = [job.text, job.voice, job.speed, job.format.value, job.sample_rate, model_version]
+    if job.loudness_lufs is not None:  # appended only when set: older entries keep their digest
+        identity.append(job.loudness_lufs)
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
 
