@@ -16,7 +16,9 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors, metrics
 from api.jobs import router
+from api.openai import router as openai_router
 from api.submission import Submission
+from api.waiters import JobWaiters
 from tasks.app import create_app as create_celery
 from tasks.jobs import JobRequest
 from tasks.settings import Settings, get_settings
@@ -53,9 +55,13 @@ def create_app(
         )
     )
 
+    waiters = JobWaiters(settings.redis_url)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        waiters.start()
         yield
+        await waiters.stop()
         await client.aclose()
 
     app = FastAPI(
@@ -71,11 +77,13 @@ def create_app(
     app.state.storage = storage_from_settings(settings)
     app.state.redis = client
     app.state.submission = Submission(settings, app.state.store, client)
+    app.state.waiters = waiters
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 
     errors.install(app)
     app.add_middleware(metrics.RequestMetrics)
     app.include_router(router)
+    app.include_router(openai_router(settings))
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:

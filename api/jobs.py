@@ -16,6 +16,7 @@ from api.auth import authenticate
 from api.body import BATCH_BODY_LIMIT, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from api.submission import Submission
+from api.waiters import JobWaiters, prefer_wait
 from tasks import keys
 from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
@@ -115,7 +116,8 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Submit one job: 202 with the job and its `Location` (200 when an Idempotency-Key
-    replays an earlier submit)."""
+    replays an earlier submit). With `Prefer: wait=N` (N <= 60), the answer comes when the
+    job ends (200) or after N seconds (202), with `Preference-Applied`."""
     settings, _ = _state(request)
     body = await read_json(request)
     try:
@@ -135,7 +137,15 @@ async def create_job(
     if not done.replayed:
         JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
     status = 200 if done.replayed else 202
-    return JSONResponse(job.public(), status, headers={"Location": f"/v1/jobs/{job.id}"})
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    wait_s = prefer_wait(request.headers.getlist("prefer"))
+    if wait_s is not None:
+        waiters: JobWaiters = request.app.state.waiters
+        job_id = job.id
+        job = await waiters.wait(job_id, wait_s, lambda: _read_owned(request, tenant, job_id))
+        status = 200 if job.status.is_terminal() else 202
+        headers["Preference-Applied"] = f"wait={wait_s}"
+    return JSONResponse(job.public(), status, headers=headers)
 
 
 @router.post("/jobs/batch", status_code=202, openapi_extra=batch_body_openapi())

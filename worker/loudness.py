@@ -79,7 +79,7 @@ def normalize(
     """`samples` at `target_lufs` integrated with true peaks at most `ceiling_dbtp`.
 
     Audio too short (or too quiet) to measure keeps its level and only meets the ceiling."""
-    x = samples.astype(np.float64)
+    x: Samples = samples.astype(np.float64)
     aim = ceiling_dbtp - _HEADROOM_DB
     loudness = integrated_lufs(x, rate)
     if np.isfinite(loudness):

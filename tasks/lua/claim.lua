@@ -1,4 +1,4 @@
--- include: release_active.lua outbox_enqueue.lua
+-- include: release_active.lua outbox_enqueue.lua announce_end.lua
 -- A worker takes a delivery (JobStore.claim). KEYS: job, outbox, event of `failed`, the job's
 -- lease. ARGV: now (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error
 -- JSON for deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease
@@ -26,6 +26,7 @@ if cur == 'queued' and not started and deadline ~= cjson.null
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
+  announce_end(KEYS[1])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
 -- `attempts` counts the runs that started; a delivery past the limit is not one.
@@ -34,6 +35,7 @@ if attempts >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
+  announce_end(KEYS[1])
   return {'exhausted', 'failed', attempts}
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
