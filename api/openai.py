@@ -290,13 +290,15 @@ async def _read_job(request: Request, tenant: Tenant, job_id: str) -> Job:
 async def _audio(request: Request, job: Job) -> Response:
     storage: Storage = request.app.state.storage
     media_type = job.format.content_type
+    # Which job made it: GET /v1/jobs/{id} tells its duration, rate and checksum.
+    headers = {"X-Job-Id": job.id}
     path = storage.local_path(job.storage_key)
     if path is not None:
-        return FileResponse(path, media_type=media_type)
+        return FileResponse(path, media_type=media_type, headers=headers)
     data = await run_in_threadpool(storage.read, job.storage_key)
     if data is None:
         raise errors.Unavailable("the audio object is not reachable right now")
-    return Response(data, media_type=media_type)
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def _ended_without_audio(job: Job) -> errors.ApiError:
