@@ -45,12 +45,13 @@ def sdk(api: ApiServer, key: str = API_KEYS["acme"]) -> openai.OpenAI:
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_speech_in_each_format_decodes_to_its_rate_and_duration(
-    fleet: ApiServer, fmt: str
-) -> None:
+def test_speech_in_each_format_decodes_to_its_rate_and_duration(fleet: ApiServer, fmt: str) -> None:
     content_type, rate = FORMATS[fmt]
     response = sdk(fleet).audio.speech.with_raw_response.create(
-        model="tts-1", voice="alloy", input=SENTENCE, response_format=fmt  # type: ignore[arg-type]
+        model="tts-1",
+        voice="alloy",
+        input=SENTENCE,
+        response_format=fmt,  # type: ignore[arg-type]
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == content_type
@@ -197,3 +198,23 @@ def test_httpx_sees_the_same_answer(fleet: ApiServer) -> None:
             timeout=httpx.Timeout(120),
         )
     assert response.status_code == 200 and response.content[:4] == b"fLaC"
+
+
+def test_clients_wait_in_the_submit_with_prefer(fleet: ApiServer) -> None:
+    """The native API's own synchronous shape: Client.submit(wait=...) answers with the
+    ended job (200, Preference-Applied), and synthesize() needs no polling for it."""
+    import asyncio
+
+    from client.client import AsyncClient, Client
+
+    with Client(fleet.url, API_KEYS["acme"]) as client:
+        job = client.submit("A job that ends in the submit.", wait=60, format="opus")
+        assert job["status"] == "succeeded" and job["audio"]["sample_rate"] == 48000
+        assert client.synthesize("Another one, said at once.")["status"] == "succeeded"
+
+    async def run() -> dict[str, object]:
+        async with AsyncClient(fleet.url, API_KEYS["acme"]) as client:
+            return await client.synthesize("And one more from asyncio.", format="mulaw")
+
+    job = asyncio.run(run())
+    assert job["status"] == "succeeded" and job["format"] == "mulaw"
