@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, cast
 
 import redis.asyncio
 import redis.exceptions
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -314,10 +314,62 @@ def _ended_without_audio(job: Job) -> errors.ApiError:
     return failed
 
 
-_SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"audio/*": {}}, "description": "the audio"},
-    504: {"description": "speech_timeout: the job goes on; fetch it at Location"},
-}
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with its `$defs` references written out: the body is parsed by hand
+    (read_speech_body), so OpenAPI gets the model's schema from here, whole."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    return schema
+
+
+def _speech_openapi() -> dict[str, Any]:
+    schema = SpeechRequest.model_json_schema()
+    body = _inline(schema, schema.get("$defs", {}))
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                },
+            }
+        },
+    }
+    described = {
+        400: "a bad request (param names the field)",
+        401: "no or a wrong API key",
+        409: "job_canceled",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        429: "rate_limited or quota_exceeded, with Retry-After",
+        500: "the job failed: code is its error code",
+        503: "unavailable",
+        504: "speech_timeout: the job goes on; fetch it at Location",
+    }
+    responses: dict[str, Any] = {
+        "200": {"description": "the audio", "content": {"audio/*": {}}},
+        **{
+            str(status): {
+                "description": text,
+                "content": {"application/json": {"schema": error}},
+            }
+            for status, text in described.items()
+        },
+    }
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": responses,
+    }
 
 
 def router(settings: Settings) -> APIRouter:
@@ -325,14 +377,19 @@ def router(settings: Settings) -> APIRouter:
     aliases = Aliases.from_settings(settings)
     api = APIRouter(prefix="/v1", route_class=OpenAIRoute, tags=["OpenAI-compatible"])
 
-    @api.post("/audio/speech", responses=_SPEECH_RESPONSES, response_model=None)
-    async def create_speech(
-        request: Request,
-        tenant: TenantDep,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-    ) -> Response:
+    @api.post(
+        "/audio/speech",
+        openapi_extra=_speech_openapi(),
+        response_model=None,
+        response_class=Response,
+    )
+    async def create_speech(request: Request, tenant: TenantDep) -> Response:
         """OpenAI's speech call: the audio once the job ends, within
-        `TTSFLEET_SPEECH_TIMEOUT_S`; past it 504 `speech_timeout` with `Location`."""
+        `TTSFLEET_SPEECH_TIMEOUT_S`; past it 504 `speech_timeout` with `Location`.
+        An `Idempotency-Key` header works as on POST /v1/jobs."""
+        # Read by hand, not as a parameter: FastAPI would document a 422 this route never
+        # answers (its errors are 400, OpenAI's).
+        idempotency_key = request.headers.get("idempotency-key")
         body = await read_speech_body(request)
         job_request = speech_job_request(body, settings, aliases)
         job = build_job(settings, tenant, job_request)
