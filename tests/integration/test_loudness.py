@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from client.client import Client
-from tests.audio_probe import loudness
 from tests.conftest import API_KEYS, ROOT, ApiServer, RedisServer, fleet_settings, serving
+from tests.helpers.audio_probe import loudness
 
 SENTENCES = ROOT.parent / "shared" / "bench" / "sentences.txt"
 TARGET_LUFS = -16.0

@@ -13,8 +13,8 @@ import pytest
 
 from api.openai import Aliases
 from tasks.settings import Settings
-from tests.audio_probe import probe
 from tests.conftest import API_KEYS, ApiServer, RedisServer, fleet_settings, serving
+from tests.helpers.audio_probe import probe
 from worker.audio import AAC_PRIMING_SAMPLES
 
 SENTENCE = "Your order has shipped and will arrive on Thursday."

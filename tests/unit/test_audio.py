@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tasks.jobs import AudioFormat
-from tests.audio_probe import loudness, probe
+from tests.helpers.audio_probe import loudness, probe
 from worker.audio import AAC_PRIMING_SAMPLES, encode
 from worker.engines import Audio
 from worker.loudness import integrated_lufs, true_peak_dbtp
