@@ -39,13 +39,29 @@ def fleet(
         yield api
 
 
-def sdk(api: ApiServer, key: str = API_KEYS["acme"]) -> openai.OpenAI:
-    # No retries: a test must see the first answer, not the SDK's third.
-    return openai.OpenAI(base_url=api.url + "/v1", api_key=key, max_retries=0, timeout=120)
+SDK = Callable[..., openai.OpenAI]
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    """The official client for an API and key; closed after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def make(api: ApiServer, key: str = API_KEYS["acme"]) -> openai.OpenAI:
+        # No retries: a test must see the first answer, not the SDK's third.
+        client = openai.OpenAI(base_url=api.url + "/v1", api_key=key, max_retries=0, timeout=120)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_speech_in_each_format_decodes_to_its_rate_and_duration(fleet: ApiServer, fmt: str) -> None:
+def test_speech_in_each_format_decodes_to_its_rate_and_duration(
+    fleet: ApiServer, fmt: str, sdk: SDK
+) -> None:
     content_type, rate = FORMATS[fmt]
     response = sdk(fleet).audio.speech.with_raw_response.create(
         model="tts-1",
@@ -68,7 +84,7 @@ def test_speech_in_each_format_decodes_to_its_rate_and_duration(fleet: ApiServer
     assert expected > 1.0
 
 
-def test_speech_streams_with_the_sdk(fleet: ApiServer, tmp_path: Path) -> None:
+def test_speech_streams_with_the_sdk(fleet: ApiServer, tmp_path: Path, sdk: SDK) -> None:
     target = tmp_path / "speech.mp3"
     with sdk(fleet).audio.speech.with_streaming_response.create(
         model="gpt-4o-mini-tts",
@@ -83,7 +99,7 @@ def test_speech_streams_with_the_sdk(fleet: ApiServer, tmp_path: Path) -> None:
     assert found.duration_s > 1.0
 
 
-def test_fleet_names_and_extensions_work_too(fleet: ApiServer) -> None:
+def test_fleet_names_and_extensions_work_too(fleet: ApiServer, sdk: SDK) -> None:
     with fleet.client() as http:
         voice = http.get("/v1/voices").json()[0]
     audio = sdk(fleet).audio.speech.create(
@@ -110,7 +126,7 @@ def test_fleet_names_and_extensions_work_too(fleet: ApiServer) -> None:
     ],
 )
 def test_bad_requests_answer_400_in_openai_shape(
-    fleet: ApiServer, fields: dict[str, object], code: str, param: str
+    fleet: ApiServer, fields: dict[str, object], code: str, param: str, sdk: SDK
 ) -> None:
     request: dict[str, object] = {"model": "tts-1", "voice": "alloy", "input": SENTENCE, **fields}
     with pytest.raises(openai.BadRequestError) as raised:
@@ -121,7 +137,7 @@ def test_bad_requests_answer_400_in_openai_shape(
     assert set(error.response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_a_wrong_key_is_an_authentication_error(fleet: ApiServer) -> None:
+def test_a_wrong_key_is_an_authentication_error(fleet: ApiServer, sdk: SDK) -> None:
     with pytest.raises(openai.AuthenticationError) as raised:
         sdk(fleet, key="not-a-key").audio.speech.create(model="tts-1", voice="alloy", input="Hi.")
     assert raised.value.code == "unauthorized"
@@ -129,7 +145,7 @@ def test_a_wrong_key_is_an_authentication_error(fleet: ApiServer) -> None:
         sdk(fleet, key="not-a-key").models.list()
 
 
-def test_models_and_voices(fleet: ApiServer) -> None:
+def test_models_and_voices(fleet: ApiServer, sdk: SDK) -> None:
     models = sdk(fleet).models.list()
     ids = [m.id for m in models.data]
     assert ids[:1] == ["piper-joe"] and {"tts-1", "tts-1-hd", "gpt-4o-mini-tts"} <= set(ids)
@@ -160,7 +176,7 @@ def test_other_methods_and_paths_answer_in_openai_shape(fleet: ApiServer) -> Non
 
 
 def test_rate_limit_and_timeout_in_openai_shape(
-    start_api: Callable[..., ApiServer], make_settings: Callable[..., Settings]
+    start_api: Callable[..., ApiServer], make_settings: Callable[..., Settings], sdk: SDK
 ) -> None:
     """No worker serves this API: the one request its bucket admits waits out the speech
     timeout (504 naming its job, with Location); the next is rate limited (429)."""
