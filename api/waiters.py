@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio
+import redis.exceptions
 from prometheus_client import Gauge
 
 from tasks import keys
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WAIT_MAX_S = 60
 RECONNECT_S = 0.5
+_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 WAITING = Gauge(
     "ttsfleet_api_waiting_requests",
@@ -80,19 +82,28 @@ class JobWaiters:
         (its errors, a 404 or an unreachable Redis, are the caller's)."""
         self.start()
         deadline = time.monotonic() + timeout_s
+        job: Job | None = None
         WAITING.inc()
         try:
             while True:
                 woken = self._register(job_id)
                 try:
-                    job = await read()
+                    try:
+                        job = await read()
+                    except _LOST:
+                        # A pooled connection that died with Redis fails once; while the
+                        # wait lasts, read again shortly rather than fail the caller.
+                        if job is None or time.monotonic() >= deadline:
+                            raise
+                        await asyncio.sleep(RECONNECT_S)
+                        continue
                     remaining = deadline - time.monotonic()
                     if job.status.is_terminal() or remaining <= 0:
                         return job
                     try:
                         await asyncio.wait_for(woken, remaining)
                     except TimeoutError:
-                        return await read()
+                        pass  # one last read, above
                 finally:
                     self._unregister(job_id, woken)
         finally:
@@ -135,8 +146,9 @@ class JobWaiters:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # Waiters keep waiting: woken now, they would only fail to read. The next
+                # subscription wakes them all, since ends published meanwhile were lost.
                 log.warning("job-end subscriber lost Redis (%s); reconnecting", exc)
-                self._wake_all()
                 await asyncio.sleep(RECONNECT_S)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

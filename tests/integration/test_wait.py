@@ -3,6 +3,7 @@ every waiting caller of an API process shares its one Redis subscriber (api.wait
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,7 +12,10 @@ import redis
 
 from api.waiters import JobWaiters
 from tasks import keys
-from tests.conftest import ApiServer, wait_until
+from tasks.settings import Settings
+from tasks.store import JobStore
+from tests.conftest import ApiServer, RedisServer, wait_until
+from tests.proxy import TcpProxy
 
 BODY = {"text": "Wait for me."}
 
@@ -96,3 +100,36 @@ def test_the_terminal_scripts_publish_on_the_channel_tasks_keys_names() -> None:
     assert f"'PUBLISH', '{keys.JOB_ENDED_CHANNEL}'" in scripts.read("tasks", "announce_end")
     for name in ("transition", "claim"):
         assert "announce_end(KEYS[1])" in scripts.read("tasks", name)
+
+
+def test_waiters_survive_the_subscriber_losing_redis(
+    start_api: Callable[..., ApiServer],
+    make_settings: Callable[..., Settings],
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+) -> None:
+    """Every connection to Redis is cut while a caller waits: the subscriber reconnects by
+    itself, and an end published after that still answers the caller (200, not a 202 at
+    the end of its wait)."""
+    proxy = TcpProxy(redis_server.port)
+    try:
+        api = start_api(make_settings(redis_url=proxy.url + "/0"))
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(submit, api, "wait=60")
+            wait_until(lambda: waiters_of(api).waiting == 1)
+            wait_until(lambda: subscribers(redis_client) == 1)
+            proxy.cut()
+            wait_until(lambda: subscribers(redis_client) == 0)
+            proxy.restore()
+            wait_until(lambda: subscribers(redis_client) == 1)
+            job_id = redis_client.zrange(keys.tenant_jobs_key("acme"), 0, -1)[0]
+            direct = JobStore.from_url(redis_server.url, 3600)
+            assert direct.cancel(job_id).applied
+            response = answer.result(timeout=60)
+        assert response.status_code == 200 and response.json()["status"] == "canceled"
+    finally:
+        proxy.close()
+
+
+def subscribers(client: redis.Redis) -> int:
+    return int(dict(client.pubsub_numsub(keys.JOB_ENDED_CHANNEL))[keys.JOB_ENDED_CHANNEL])
