@@ -46,6 +46,12 @@ def test_loudness_target_holds_for_every_sentence_speed_and_voice(fleet: ApiServ
             assert done["status"] == "succeeded", done
             assert done["loudness_lufs"] == TARGET_LUFS
             measured.append(loudness(client.download(job["id"])))
+    levels = [m.integrated_lufs for m in measured]
+    peaks = [m.true_peak_dbtp for m in measured]
+    print(
+        f"{len(measured)} outputs: {min(levels):.2f} to {max(levels):.2f} LUFS, "
+        f"true peak {min(peaks):.2f} to {max(peaks):.2f} dBTP"
+    )
     off = [(r, m) for r, m in zip(requests, measured, strict=True)
            if abs(m.integrated_lufs - TARGET_LUFS) > 0.5 or m.true_peak_dbtp > -1.0]  # fmt: skip
     assert not off, off
