@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # 504 speech_timeout naming the job (api.openai).
     speech_timeout_s: float = Field(default=60.0, gt=0, le=600)
     # OpenAI names -> this fleet's: {"models": {"tts-1": "<model>"}, "voices": {"alloy":
-    # "<voice>"}}; a table given replaces that default table (api.openai.DEFAULT_ALIASES).
+    # "<voice>"}}; a table given replaces that default table (api.openai.Aliases).
     openai_aliases: dict[Literal["models", "voices"], dict[str, str]] | None = None
     # "json": one JSON object per log line with job_id, tenant, worker, batch_id (tasks.logs).
     log_format: Literal["text", "json"] = "text"
