@@ -12,12 +12,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults bench gpu-bundle lint install install-run redis-server chromium wrk promtool clean
+.PHONY: up test test-faults bench gpu-bundle lint install install-run redis-server chromium ffmpeg wrk promtool clean
 
 up: install-run redis-server
 	$(BIN)/ttsfleet up
 
-test: install redis-server chromium promtool lint
+test: install redis-server chromium ffmpeg promtool lint
 	$(BIN)/pytest
 
 # Batching gain, queue tax and latency on this machine, then what the submit API costs
@@ -78,6 +78,10 @@ endef
 # system instance on 6379.
 redis-server:
 	$(call apt-ensure,redis-server,redis-server)
+
+# The tests' independent audio decoder and loudness meter (ffprobe, ffmpeg's ebur128).
+ffmpeg:
+	$(call apt-ensure,ffprobe,ffmpeg)
 
 # bench.api's load generator.
 wrk:

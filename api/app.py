@@ -16,8 +16,10 @@ from fastapi.staticfiles import StaticFiles
 
 from api import docs, errors, metrics
 from api.jobs import router
+from api.openai import router as openai_router
 from api.reads import JobReads
 from api.submission import Submission
+from api.waiters import JobWaiters
 from tasks.app import create_app as create_celery
 from tasks.jobs import JobRequest
 from tasks.settings import Settings, get_settings
@@ -54,9 +56,13 @@ def create_app(
         )
     )
 
+    waiters = JobWaiters(settings.redis_url)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        waiters.start()
         yield
+        await waiters.stop()
         await client.aclose()
 
     app = FastAPI(
@@ -82,11 +88,13 @@ def create_app(
     app.state.reads = JobReads(
         client, settings.read_rate_limit_per_s, settings.read_rate_limit_burst, settings.job_ttl_s
     )
+    app.state.waiters = waiters
     queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
 
     errors.install(app)
     app.add_middleware(metrics.RequestMetrics)
     app.include_router(router)
+    app.include_router(openai_router(settings))
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:

@@ -16,6 +16,7 @@ from api.body import BATCH_BODY_LIMIT, StrictJsonRoute, read_json
 from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from api.reads import JobReads
 from api.submission import Submission
+from api.waiters import JobWaiters, prefer_wait
 from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
@@ -90,11 +91,12 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
         text=request.text,
         speed=request.speed,
         format=request.format,
-        sample_rate=request.sample_rate or native,
+        sample_rate=request.format.fixed_rate or request.sample_rate or native,
         priority=request.priority,
         deadline_s=request.deadline_s,
         metadata=request.metadata,
-        storage_key=f"{tenant.id}/{job_id}.{request.format.value}",
+        loudness_lufs=request.loudness_lufs,
+        storage_key=f"{tenant.id}/{job_id}.{request.format.extension}",
         callback=CallbackInfo(url=str(request.callback_url)) if request.callback_url else None,
     )
 
@@ -128,7 +130,8 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Submit one job: 202 with the job and its `Location` (200 when an Idempotency-Key
-    replays an earlier submit)."""
+    replays an earlier submit). With `Prefer: wait=N` (N <= 60), the answer comes when the
+    job ends (200) or after N seconds (202), with `Preference-Applied`."""
     settings, _ = _state(request)
     body = await read_json(request)
     try:
@@ -148,7 +151,15 @@ async def create_job(
     if not done.replayed:
         JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
     status = 200 if done.replayed else 202
-    return JSONResponse(job.public(), status, headers={"Location": f"/v1/jobs/{job.id}"})
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    wait_s = prefer_wait(request.headers.getlist("prefer"))
+    if wait_s is not None:
+        waiters: JobWaiters = request.app.state.waiters
+        job_id = job.id
+        job = await waiters.wait(job_id, wait_s, lambda: _read_owned(request, tenant, job_id))
+        status = 200 if job.status.is_terminal() else 202
+        headers["Preference-Applied"] = f"wait={wait_s}"
+    return JSONResponse(job.public(), status, headers=headers)
 
 
 @router.post(
@@ -290,7 +301,7 @@ async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Respons
         return FileResponse(
             path,
             media_type=job.format.content_type,
-            filename=f"{job.id}.{job.format.value}",
+            filename=f"{job.id}.{job.format.extension}",
         )
     url = await run_in_threadpool(storage.presigned_url, job.storage_key)
     if url is None:

@@ -49,7 +49,10 @@ def read_lines(path: Path, out_dir: Path, options: dict[str, Any]) -> list[Line]
         else:
             item = {"text": text}
         request = {**options, **item}
-        name = request.pop("output", None) or f"{number:06d}.{request.get('format', 'wav')}"
+        fmt = request.get("format", "wav")
+        # Telephony formats are WAV files (tasks.jobs.AudioFormat.extension).
+        extension = "wav" if fmt in ("mulaw", "alaw") else fmt
+        name = request.pop("output", None) or f"{number:06d}.{extension}"
         lines.append(Line(number, out_dir / Path(str(name)).name, request))
     return lines
 

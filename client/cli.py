@@ -22,7 +22,16 @@ import httpx
 
 from client.client import ApiError, Client
 
-FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg", ".mp3": "mp3"}
+FORMATS = {
+    ".wav": "wav",
+    ".flac": "flac",
+    ".ogg": "ogg",
+    ".mp3": "mp3",
+    ".opus": "opus",
+    ".aac": "aac",
+    ".pcm": "pcm",
+    ".raw": "pcm",
+}
 
 RET_OK, RET_JOB_FAILED, RET_USAGE, RET_API, RET_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -44,10 +53,11 @@ def cmd_say(args: argparse.Namespace) -> int:
         options["voice"] = args.voice
     if args.sample_rate:
         options["sample_rate"] = args.sample_rate
+    if args.loudness is not None:
+        options["loudness_lufs"] = args.loudness
     with Client.from_env() as client:
-        job = client.submit(args.text, **options)
-        with Console(stderr=True).status(f"job {job['id']}: {job['status']} ..."):
-            job = client.wait(job["id"], timeout=args.timeout)
+        with Console(stderr=True).status("synthesizing ..."):
+            job = client.synthesize(args.text, timeout=args.timeout, **options)
         if job["status"] != "succeeded":
             error = job.get("error") or {}
             print(
@@ -125,7 +135,17 @@ def _user_verbs(sub: Any) -> None:
     say.add_argument("--voice", default=None, help="a voice id (default: the fleet's first)")
     say.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0 (default: 1.0)")
     say.add_argument(
-        "--format", choices=sorted(FORMATS.values()), default=None, help="overrides the extension"
+        "--format",
+        choices=sorted({*FORMATS.values(), "mulaw", "alaw"}),
+        default=None,
+        help="overrides the extension (mulaw and alaw are 8 kHz WAV files)",
+    )
+    say.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="integrated loudness, -40 to -5, true peak at most -1 dBTP (default: engine level)",
     )
     say.add_argument("--sample-rate", type=int, default=None, help="Hz (default: the voice's)")
     say.add_argument(
@@ -140,7 +160,10 @@ def _user_verbs(sub: Any) -> None:
     batch.add_argument("--out-dir", required=True, help="where the audio files go")
     batch.add_argument("--voice", default=None, help="voice for lines that name none")
     batch.add_argument(
-        "--format", choices=sorted(FORMATS.values()), default=None, help="audio format"
+        "--format",
+        choices=sorted({*FORMATS.values(), "mulaw", "alaw"}),
+        default=None,
+        help="audio format",
     )
     batch.add_argument("--speed", type=float, default=None, help="0.25 to 4.0")
     batch.add_argument("--sample-rate", type=int, default=None, help="Hz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 
 TERMINAL = {"succeeded", "failed", "canceled"}
+# The longest `Prefer: wait` the API honours (api.waiters.WAIT_MAX_S).
+WAIT_MAX_S = 60
 
 
 class ApiError(Exception):
@@ -55,6 +58,14 @@ def credentials(home: Path | None = None) -> tuple[str, str]:
 
 def _job_body(text: str, options: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, **options}
+
+
+def _submit_headers(idempotency_key: str | None, wait: float | None) -> dict[str, str]:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    if wait is not None:
+        # RFC 7240: the API answers when the job ends, or after this many seconds.
+        headers["Prefer"] = f"wait={max(0, min(WAIT_MAX_S, math.ceil(wait)))}"
+    return headers
 
 
 def _idempotency(key: str | None) -> dict[str, str]:
@@ -109,12 +120,31 @@ class Client:
         return response.json()
 
     def submit(
-        self, text: str, idempotency_key: str | None = None, **options: Any
+        self,
+        text: str,
+        idempotency_key: str | None = None,
+        wait: float | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
+        """Submit one job; with `wait` (seconds, at most 60) the answer comes once the job
+        ended or `wait` passed, whichever is first (`Prefer: wait`)."""
         result: dict[str, Any] = self._call(
-            "POST", "/v1/jobs", json=_job_body(text, options), headers=_idempotency(idempotency_key)
+            "POST",
+            "/v1/jobs",
+            json=_job_body(text, options),
+            headers=_submit_headers(idempotency_key, wait),
+            timeout=self._http.timeout.read and self._http.timeout.read + (wait or 0),
         )
         return result
+
+    def synthesize(self, text: str, timeout: float = 300.0, **options: Any) -> dict[str, Any]:
+        """Submit and wait for the end: most jobs answer within the submit's own `Prefer:
+        wait`; a longer one is polled for the rest of `timeout`."""
+        started = time.monotonic()
+        job = self.submit(text, wait=min(timeout, WAIT_MAX_S), **options)
+        if job["status"] in TERMINAL:
+            return job
+        return self.wait(job["id"], timeout=max(0.0, timeout - (time.monotonic() - started)))
 
     def submit_batch(
         self, jobs: list[dict[str, Any]], idempotency_key: str | None = None
@@ -210,12 +240,28 @@ class AsyncClient:
         return response.json()
 
     async def submit(
-        self, text: str, idempotency_key: str | None = None, **options: Any
+        self,
+        text: str,
+        idempotency_key: str | None = None,
+        wait: float | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
-            "POST", "/v1/jobs", json=_job_body(text, options), headers=_idempotency(idempotency_key)
+            "POST",
+            "/v1/jobs",
+            json=_job_body(text, options),
+            headers=_submit_headers(idempotency_key, wait),
+            timeout=self._http.timeout.read and self._http.timeout.read + (wait or 0),
         )
         return result
+
+    async def synthesize(self, text: str, timeout: float = 300.0, **options: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        job = await self.submit(text, wait=min(timeout, WAIT_MAX_S), **options)
+        if job["status"] in TERMINAL:
+            return job
+        remaining = max(0.0, timeout - (time.monotonic() - started))
+        return await self.wait(job["id"], timeout=remaining)
 
     async def submit_batch(
         self, jobs: list[dict[str, Any]], idempotency_key: str | None = None

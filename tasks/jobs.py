@@ -17,6 +17,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from tasks.errors import InvalidJob
@@ -97,15 +98,40 @@ class AudioFormat(StrEnum):
     FLAC = "flac"
     OGG = "ogg"
     MP3 = "mp3"
+    OPUS = "opus"  # Ogg Opus, always 48 kHz (RFC 7845 decoders play it at 48 kHz)
+    AAC = "aac"  # AAC-LC in ADTS frames
+    PCM = "pcm"  # raw 16-bit little-endian mono samples at the job's rate, no header
+    MULAW = "mulaw"  # telephony: 8 kHz 8-bit G.711 mu-law in WAV
+    ALAW = "alaw"  # telephony: 8 kHz 8-bit G.711 A-law in WAV
 
     @property
     def content_type(self) -> str:
-        return {
-            "wav": "audio/wav",
-            "flac": "audio/flac",
-            "ogg": "audio/ogg",
-            "mp3": "audio/mpeg",
-        }[self.value]
+        return _CONTENT_TYPES[self.value]
+
+    @property
+    def extension(self) -> str:
+        """The file name extension of a download: telephony formats are WAV files."""
+        return "wav" if self.value in ("mulaw", "alaw") else self.value
+
+    @property
+    def fixed_rate(self) -> int | None:
+        """The only sample rate this format is made at, if it has one."""
+        return _FIXED_RATES.get(self.value)
+
+
+_CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg; codecs=opus",
+    "aac": "audio/aac",
+    "pcm": "audio/pcm",
+    "mulaw": "audio/wav",
+    "alaw": "audio/wav",
+}
+_FIXED_RATES = {"opus": 48000, "mulaw": 8000, "alaw": 8000}
+LOUDNESS_MIN_LUFS, LOUDNESS_MAX_LUFS = -40.0, -5.0
 
 
 class JobRequest(BaseModel):
@@ -123,6 +149,18 @@ class JobRequest(BaseModel):
     priority: Priority = Priority.NORMAL
     deadline_s: int | None = Field(default=None, ge=1, le=DEADLINE_MAX_S, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Integrated loudness of the whole job (ITU-R BS.1770), true peak at most -1 dBTP;
+    # None keeps the engine's own level (worker.loudness).
+    loudness_lufs: float | None = Field(
+        default=None, ge=LOUDNESS_MIN_LUFS, le=LOUDNESS_MAX_LUFS, allow_inf_nan=False, strict=True
+    )
+
+    @model_validator(mode="after")
+    def _rate_fits_format(self) -> JobRequest:
+        fixed = self.format.fixed_rate
+        if fixed is not None and self.sample_rate not in (None, fixed):
+            raise ValueError(f"format {self.format.value} is always {fixed} Hz")
+        return self
 
     @field_validator("text")
     @classmethod
@@ -193,6 +231,7 @@ class Job(BaseModel):
     priority: Priority
     deadline_s: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    loudness_lufs: float | None = None
     attempts: int = 0
     storage_key: str
     audio: AudioInfo | None = None
@@ -201,7 +240,7 @@ class Job(BaseModel):
 
     _PUBLIC = (
         "id status created_at started_at finished_at voice format sample_rate priority "
-        "metadata attempts audio error callback"
+        "metadata loudness_lufs attempts audio error callback"
     ).split()
 
     def public(self) -> dict[str, Any]:

@@ -40,6 +40,11 @@ CALLBACK_OUTBOX = PREFIX + ":callbacks:outbox"
 # the outbox member points at; it expires with the job record.
 CALLBACK_EVENT = PREFIX + ":callback:{event_id}"
 
+# Pub/sub channel: every job id whose record turns terminal, PUBLISHed by the store's
+# transition scripts (tasks.store), so that an API process's callers waiting for jobs
+# (api.waiters) share one subscriber instead of polling; tasks/lua/announce_end.lua spells it.
+JOB_ENDED_CHANNEL = PREFIX + ":jobs:ended"
+
 # Celery task name of one synthesis job, and the queue of each model's workers.
 SYNTHESIZE_TASK = "ttsfleet.synthesize"
 SYNTH_QUEUE = "synth.{model}"

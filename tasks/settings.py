@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     # How often a worker writes its heartbeat hash (node, model, rate) for `ttsfleet fleet`.
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # POST /v1/audio/speech answers with the audio if the job ends within this long, else
+    # 504 speech_timeout naming the job (api.openai).
+    speech_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # OpenAI names -> this fleet's: {"models": {"tts-1": "<model>"}, "voices": {"alloy":
+    # "<voice>"}}; a table given replaces that default table (api.openai.Aliases).
+    openai_aliases: dict[Literal["models", "voices"], dict[str, str]] | None = None
     # "json": one JSON object per log line with job_id, tenant, worker, batch_id (tasks.logs).
     log_format: Literal["text", "json"] = "text"
     # Set by `make up`: weak keys, secrets and Redis passwords are warned about, not refused

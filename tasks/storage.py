@@ -32,6 +32,10 @@ class Storage(Protocol):
 
     def presigned_url(self, key: str) -> str | None: ...
 
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes (for an API answering with audio itself); None if missing."""
+        ...
+
     def check(self) -> None:
         """Raise StorageError if the backend cannot be reached."""
         ...
@@ -79,6 +83,14 @@ class FileStorage:
 
     def presigned_url(self, key: str) -> str | None:
         return None
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc}") from exc
 
     def check(self) -> None:
         try:
@@ -154,6 +166,20 @@ class S3Storage:
             ExpiresIn=self._expires,
         )
         return url
+
+    def read(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            data: bytes = answer["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+        return data
 
     def check(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

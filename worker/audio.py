@@ -1,4 +1,9 @@
-"""From engine samples to the bytes a client downloads: resample, encode, fingerprint."""
+"""From engine samples to the bytes a client downloads: resample, level, encode, fingerprint.
+
+libsndfile (soundfile) writes every format it can: WAV, FLAC, Ogg Vorbis, MP3, Ogg Opus,
+raw PCM and the G.711 WAV subtypes. It has no AAC encoder, so AAC goes through PyAV (the
+`av` wheel bundles ffmpeg's own encoder) into ADTS frames.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,31 @@ import hashlib
 import io
 from dataclasses import dataclass
 
+import av
 import numpy as np
+import numpy.typing as npt
 import soundfile
 import soxr
 
 from tasks.jobs import AudioFormat
 from worker.engines import Audio
+from worker.loudness import normalize
 
-# soundfile (libsndfile) container and codec for each format a job may ask for.
+# soundfile (libsndfile) container and codec for each format it writes.
 _FORMATS: dict[AudioFormat, tuple[str, str]] = {
     AudioFormat.WAV: ("WAV", "PCM_16"),
     AudioFormat.FLAC: ("FLAC", "PCM_16"),
     AudioFormat.OGG: ("OGG", "VORBIS"),
     AudioFormat.MP3: ("MP3", "MPEG_LAYER_III"),
+    AudioFormat.OPUS: ("OGG", "OPUS"),
+    AudioFormat.PCM: ("RAW", "PCM_16"),
+    AudioFormat.MULAW: ("WAV", "ULAW"),
+    AudioFormat.ALAW: ("WAV", "ALAW"),
 }
+AAC_BIT_RATE = 64000
+# ffmpeg's AAC encoder primes each stream with one frame that ADTS has no field to signal:
+# decoders play these samples as silence before the speech.
+AAC_PRIMING_SAMPLES = 1024
 
 
 @dataclass(frozen=True)
@@ -61,15 +77,45 @@ def resample(audio: Audio, rate: int) -> Audio:
     return Audio(samples=np.asarray(samples, dtype=np.float32), sample_rate=rate)
 
 
-def encode(audio: Audio, fmt: AudioFormat, rate: int) -> EncodedAudio:
-    """Resample to `rate` and encode as `fmt`, all in memory."""
-    audio = resample(audio, rate)
+def _encode_aac(samples: npt.NDArray[np.float32], rate: int) -> bytes:
+    buffer = io.BytesIO()
+    pcm = (samples * 32767.0).round().astype(np.int16)
+    with av.open(buffer, mode="w", format="adts") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        stream.bit_rate = AAC_BIT_RATE
+        frame = av.AudioFrame.from_ndarray(pcm[np.newaxis, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def _encode_soundfile(samples: npt.NDArray[np.float32], fmt: AudioFormat, rate: int) -> bytes:
     container, subtype = _FORMATS[fmt]
     buffer = io.BytesIO()
-    soundfile.write(
-        buffer, np.clip(audio.samples, -1.0, 1.0), rate, format=container, subtype=subtype
-    )
-    data = buffer.getvalue()
+    # Raw PCM has no header to say its byte order: little-endian, as the API documents.
+    endian = "LITTLE" if container == "RAW" else "FILE"
+    soundfile.write(buffer, samples, rate, format=container, subtype=subtype, endian=endian)
+    return buffer.getvalue()
+
+
+def encode(
+    audio: Audio, fmt: AudioFormat, rate: int, loudness_lufs: float | None = None
+) -> EncodedAudio:
+    """Resample to `rate` (the format's own rate where it has one), level the whole
+    waveform to `loudness_lufs` if set (worker.loudness), and encode as `fmt`, in memory."""
+    rate = fmt.fixed_rate or rate
+    audio = resample(audio, rate)
+    samples = audio.samples
+    if loudness_lufs is not None:
+        samples = normalize(samples, rate, loudness_lufs)
+    samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+    if fmt is AudioFormat.AAC:
+        data = _encode_aac(samples, rate)
+    else:
+        data = _encode_soundfile(samples, fmt, rate)
     return EncodedAudio(
         data=data,
         format=fmt,

@@ -45,6 +45,8 @@ def namespace(tenant: str, sharing: frozenset[str]) -> str:
 def request_digest(job: Job, model_version: str, sharing: frozenset[str] = frozenset()) -> str:
     """`<namespace>:<sha256 of the request's identity>` (keys.CACHE)."""
     identity = [job.text, job.voice, job.speed, job.format.value, job.sample_rate, model_version]
+    if job.loudness_lufs is not None:  # appended only when set: older entries keep their digest
+        identity.append(job.loudness_lufs)
     digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     return f"{namespace(job.tenant, sharing)}:{digest}"
 

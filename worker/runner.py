@@ -180,7 +180,7 @@ class JobRunner:
         if not audios:
             raise errors[0]
         # Pieces the engine rejected (a lone "?!") are left out; the rest is the job's speech.
-        encoded = encode(join(audios), job.format, job.sample_rate)
+        encoded = encode(join(audios), job.format, job.sample_rate, job.loudness_lufs)
         try:
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         except StorageError:

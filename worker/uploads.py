@@ -59,5 +59,8 @@ class RetryingStorage:
     def presigned_url(self, key: str) -> str | None:
         return self._storage.presigned_url(key)
 
+    def read(self, key: str) -> bytes | None:
+        return self._storage.read(key)
+
     def check(self) -> None:
         self._storage.check()

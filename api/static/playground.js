@@ -103,7 +103,9 @@ async function loadAudio(job) {
   $("player").src = audioUrl;
   const link = $("download");
   link.href = audioUrl;
-  link.download = `${job.id}.${job.format}`;
+  // Telephony formats are WAV files.
+  const extension = { mulaw: "wav", alaw: "wav" }[job.format] || job.format;
+  link.download = `${job.id}.${extension}`;
   link.textContent = `Download ${job.format.toUpperCase()} (${formatBytes(blob.size)})`;
   link.hidden = false;
 }
@@ -148,6 +150,7 @@ async function submitJob(event) {
     metadata: { source: "playground", preview: text.trim().slice(0, 80) },
   };
   if ($("voice").value) body.voice = $("voice").value;
+  if ($("loudness").value !== "") body.loudness_lufs = Number($("loudness").value);
   const button = $("submit");
   button.disabled = true;
   try {

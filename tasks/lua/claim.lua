@@ -1,4 +1,4 @@
--- include: release_active.lua outbox_enqueue.lua status_index.lua
+-- include: release_active.lua outbox_enqueue.lua status_index.lua announce_end.lua
 -- A worker takes a delivery (JobStore.claim). KEYS: job, outbox, event of `failed`, the job's
 -- lease. ARGV: now (RFC 3339 JSON), now epoch, max attempts, error JSON for worker_lost, error
 -- JSON for deadline_exceeded, failed event id, event TTL, run ('' for no lease), lease
@@ -27,6 +27,7 @@ if cur == 'queued' and not started and deadline ~= cjson.null
   index_status(KEYS[1], cur, 'failed', ARGV[7])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
+  announce_end(KEYS[1])
   return {'expired', 'failed', tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
 -- `attempts` counts the runs that started; a delivery past the limit is not one.
@@ -36,6 +37,7 @@ if attempts >= tonumber(ARGV[3]) then
   index_status(KEYS[1], cur, 'failed', ARGV[7])
   release_active(KEYS[1])
   enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[6], 'failed', ARGV[2], ARGV[7])
+  announce_end(KEYS[1])
   return {'exhausted', 'failed', attempts}
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)

@@ -1,4 +1,4 @@
--- include: release_active.lua outbox_enqueue.lua status_index.lua
+-- include: release_active.lua outbox_enqueue.lua status_index.lua announce_end.lua
 -- JobStore's status transition. A job leaving queued/running frees its tenant's active slot
 -- (tasks.quota) in the same step.
 -- KEYS: job, outbox, event. ARGV[1]: comma-separated statuses allowed to move; ARGV[2]: new
@@ -12,6 +12,7 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
     if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'canceled' then
       enqueue_callback(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[2], ARGV[3], ARGV[5])
       release_active(KEYS[1])
+      announce_end(KEYS[1])
     end
     return {1, cur}
   end

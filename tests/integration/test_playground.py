@@ -113,7 +113,8 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
     assert page.evaluate("localStorage.getItem('ttsfleet.apiKey')") == API_KEYS["acme"]
 
     page.get_by_label("Text", exact=True).fill(SENTENCE)
-    page.get_by_label("Format").select_option("ogg")
+    page.get_by_label("Format").select_option("opus")
+    page.get_by_label("Loudness (LUFS)").fill("-16")
     speed = page.get_by_label("Speed")
     speed.focus()
     for _ in range(5):  # the slider works from the keyboard: 1.00 + 5 * 0.05
@@ -140,7 +141,8 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
     job_id = page.locator("#job-id").inner_text()
     with fleet.client() as http:
         job = http.get(f"/v1/jobs/{job_id}").json()
-    assert job["status"] == "succeeded" and job["format"] == "ogg"
+    assert job["status"] == "succeeded" and job["format"] == "opus"
+    assert job["loudness_lufs"] == -16 and job["audio"]["sample_rate"] == 48000
     assert job["metadata"] == {"source": "playground", "preview": SENTENCE}
 
     # The player holds the fetched blob and the browser itself decodes it.
@@ -156,9 +158,9 @@ def test_a_new_user_submits_text_listens_and_sees_the_job_listed(
     assert (page.locator("#player").get_attribute("src") or "").startswith("blob:")
     assert len(SENTENCE) / 25 < duration < len(SENTENCE) / 6, duration
     assert duration == pytest.approx(job["audio"]["duration_s"], abs=0.15)
-    download = page.get_by_role("link", name="Download OGG")
+    download = page.get_by_role("link", name="Download OPUS")
     expect(download).to_be_visible()
-    assert download.get_attribute("download") == f"{job_id}.ogg"
+    assert download.get_attribute("download") == f"{job_id}.opus"
     assert (download.get_attribute("href") or "").startswith("blob:")
 
     row = page.locator(f'#recent tr[data-job-id="{job_id}"]')

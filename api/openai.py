@@ -1,0 +1,479 @@
+"""OpenAI's speech API on the fleet: `POST /v1/audio/speech`, `GET /v1/models`,
+`GET /v1/audio/voices`, so that programs written for OpenAI (Open WebUI, Home Assistant,
+the `openai` SDKs) use ttsfleet by changing the base URL and the key.
+
+A speech request is a job like any other: it is admitted by the same Submission (rate
+limit, quota, idempotency, fair pending lists, priority), dispatched to the same batching
+workers and cached the same way; the request then waits for its end on the process's one
+subscriber (api.waiters) and answers with the audio. Every error on these routes is in
+OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, `code` being ttsfleet's
+stable code, because OpenAI's clients read that shape and no other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import redis.asyncio
+import redis.exceptions
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from api import errors
+from api.auth import authenticate
+from api.body import StrictJsonRoute, read_json
+from api.jobs import build_job
+from api.metrics import JOBS_SUBMITTED
+from api.reads import JobReads
+from api.submission import Submission
+from api.waiters import JobWaiters
+from tasks.jobs import (
+    LOUDNESS_MAX_LUFS,
+    LOUDNESS_MIN_LUFS,
+    AudioFormat,
+    Job,
+    JobRequest,
+    JobStatus,
+    Priority,
+)
+from tasks.settings import Settings
+from tasks.storage import Storage
+from tasks.store import MAX_JOB_ID_CHARS
+from tasks.tenants import Tenant
+
+log = logging.getLogger(__name__)
+
+# With no TTSFLEET_OPENAI_ALIASES, OpenAI's examples run as they are: its models mean the
+# default model, its voices the default voice.
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"
+)  # fmt: skip
+# OpenAI documents `pcm` as 24 kHz signed 16-bit little-endian mono.
+OPENAI_PCM_RATE = 24000
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+# When /v1/models says these models were made (OpenAI's field; ours have no such date).
+_CREATED = int(time.time())
+
+
+@dataclass(frozen=True)
+class Aliases:
+    """OpenAI model and voice names -> this fleet's."""
+
+    models: dict[str, str]
+    voices: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Aliases:
+        """The defaults, each table replaced where TTSFLEET_OPENAI_ALIASES gives one; a
+        target the fleet does not serve stops the API at start-up, not at a request."""
+        default_model = next(iter(settings.models))
+        given = settings.openai_aliases or {}
+        models = given.get("models", dict.fromkeys(OPENAI_MODELS, default_model))
+        voices = given.get("voices", dict.fromkeys(OPENAI_VOICES, settings.default_voice))
+        for alias, model in models.items():
+            if model not in settings.models:
+                raise ValueError(f"TTSFLEET_OPENAI_ALIASES: model {alias!r} -> unknown {model!r}")
+        for alias, voice in voices.items():
+            if settings.model_for_voice(voice) is None:
+                raise ValueError(f"TTSFLEET_OPENAI_ALIASES: voice {alias!r} -> unknown {voice!r}")
+        return cls(models=models, voices=voices)
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice form, `{"id": "..."}`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's speech request. Unknown fields are ignored, as are `instructions` (no engine
+    here takes a style prompt); `stream_format` must be `audio` (no SSE events yet).
+    `loudness_lufs` and `priority` are ttsfleet's own, as on POST /v1/jobs."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str
+    voice: str | VoiceRef
+    response_format: SpeechFormat = "mp3"
+    # strict: a boolean is not a number (pydantic would take `true` as 1).
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False, strict=True)
+    instructions: str | None = None
+    stream_format: Literal["audio"] = "audio"
+    loudness_lufs: float | None = Field(
+        default=None, ge=LOUDNESS_MIN_LUFS, le=LOUDNESS_MAX_LUFS, allow_inf_nan=False, strict=True
+    )
+    priority: Priority = Priority.NORMAL
+
+
+class SpeechError(errors.ApiError):
+    """A bad speech request: 400 as OpenAI answers it, naming the parameter."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+class JobCanceled(errors.ApiError):
+    status, code = 409, "job_canceled"
+
+
+class JobFailed(errors.ApiError):
+    status, code = 500, "job_failed"
+
+
+class SpeechTimeout(errors.ApiError):
+    """The job is still queued or running: fetch it later at `Location`. OpenAI's SDKs
+    retry a 5xx, which would submit the text again: `x-should-retry: false` tells them not."""
+
+    status, code = 504, "speech_timeout"
+
+
+# Job errors a client caused: its request, not the fleet, must change.
+_CLIENT_JOB_ERRORS = {"invalid_text", "unknown_voice"}
+# Our field names -> OpenAI's, to name the parameter at fault.
+_PARAMS = {"text": "input", "format": "response_format", "voice": "voice", "speed": "speed"}
+
+
+def _error_type(status: int) -> str:
+    """OpenAI's `type` for an HTTP status."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def openai_error(
+    status: int,
+    code: str,
+    message: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {"message": message, "type": _error_type(status), "param": param, "code": code}
+    }
+    return JSONResponse(body, status, headers=dict(headers or {}))
+
+
+def _param_of(exc: ValidationError | RequestValidationError) -> str | None:
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if loc:
+            return _PARAMS.get(loc[0], loc[0])
+    return None
+
+
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class OpenAIRoute(StrictJsonRoute):
+    """Renders every failure of its endpoint, authentication and validation included, in
+    OpenAI's error shape; the rest of the API keeps ttsfleet's (api.errors)."""
+
+    def get_route_handler(self) -> Endpoint:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SpeechError as exc:
+                return openai_error(exc.status, exc.code, exc.message, exc.param)
+            except errors.ApiError as exc:
+                return openai_error(exc.status, exc.code, exc.message, headers=exc.headers)
+            except (ValidationError, RequestValidationError) as exc:
+                message, _ = errors.describe(exc)
+                return openai_error(400, "validation_error", message, _param_of(exc))
+            except HTTPException as exc:
+                codes = {404: "not_found", 405: "method_not_allowed"}
+                code = codes.get(exc.status_code, "http_error")
+                return openai_error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError, OperationalError) as exc:  # fmt: skip
+                log.warning("backend unavailable: %s", exc)
+                err = errors.Unavailable("the job store is unreachable; retry shortly")
+                return openai_error(err.status, err.code, err.message, headers=err.headers)
+            except Exception:
+                log.exception("unhandled error on %s", request.url.path)
+                return openai_error(500, "internal_error", "unexpected server error")
+
+        return handle
+
+
+TenantDep = Annotated[Tenant, Depends(authenticate)]
+
+
+def speech_job_request(body: Any, settings: Settings, aliases: Aliases) -> JobRequest:
+    """The job an OpenAI speech body asks for, or SpeechError naming the parameter at fault.
+
+    Text rules (non-blank, no NUL, `TTSFLEET_MAX_TEXT_CHARS`) are POST /v1/jobs' own."""
+    if not isinstance(body, dict):
+        raise SpeechError("validation_error", "the body must be a JSON object", None)
+    try:
+        speech = SpeechRequest.model_validate(body)
+    except ValidationError as exc:
+        message, _ = errors.describe(exc)
+        raise SpeechError("validation_error", message, _param_of(exc)) from exc
+    fleet_voices = [v for spec in settings.models.values() for v in spec.voices]
+    model = aliases.models.get(speech.model, speech.model)
+    if model not in settings.models:
+        known = ", ".join([*aliases.models, *settings.models])
+        raise SpeechError("unknown_model", f"no model {speech.model!r}; known: {known}", "model")
+    name = speech.voice if isinstance(speech.voice, str) else speech.voice.id
+    voice = aliases.voices.get(name, name)
+    voice_model = settings.model_for_voice(voice)
+    # A fleet model named outright must serve the voice; an OpenAI alias takes any voice.
+    if voice_model is None or (speech.model in settings.models and voice_model != model):
+        known = ", ".join([*aliases.voices, *fleet_voices])
+        raise SpeechError(
+            "unknown_voice", f"no voice {name!r} for {speech.model!r}; known: {known}", "voice"
+        )
+    fmt = AudioFormat(speech.response_format)
+    try:
+        return JobRequest.model_validate(
+            {
+                "text": speech.input,
+                "voice": voice,
+                "speed": speech.speed,
+                "format": fmt,
+                "sample_rate": OPENAI_PCM_RATE if fmt is AudioFormat.PCM else None,
+                "loudness_lufs": speech.loudness_lufs,
+                "priority": speech.priority,
+            },
+            context={"max_text_chars": settings.max_text_chars},
+        )
+    except ValidationError as exc:
+        message, _ = errors.describe(exc)
+        param = _param_of(exc)
+        message = message.replace("text:", f"{param}:", 1) if param == "input" else message
+        raise SpeechError("validation_error", message, param) from exc
+
+
+async def read_speech_body(request: Request) -> Any:
+    """The request's JSON body; the one place this router parses a body (api.body)."""
+    return await read_json(request)
+
+
+async def _read_job(request: Request, tenant: Tenant, job_id: str) -> Job:
+    """The tenant's job, read as a status poll is (api.reads: one script with the read limit)."""
+    reads: JobReads = request.app.state.reads
+    job = await reads.get(tenant.id, job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
+    if job is None:
+        raise errors.NotFound(f"no job {job_id!r}")
+    return job
+
+
+async def _audio(request: Request, job: Job) -> Response:
+    storage: Storage = request.app.state.storage
+    media_type = job.format.content_type
+    # Which job made it: GET /v1/jobs/{id} tells its duration, rate and checksum.
+    headers = {"X-Job-Id": job.id}
+    path = storage.local_path(job.storage_key)
+    if path is not None:
+        return FileResponse(path, media_type=media_type, headers=headers)
+    data = await run_in_threadpool(storage.read, job.storage_key)
+    if data is None:
+        raise errors.Unavailable("the audio object is not reachable right now")
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def _ended_without_audio(job: Job) -> errors.ApiError:
+    if job.status is JobStatus.CANCELED:
+        return JobCanceled(f"job {job.id} was canceled before it ended")
+    error = job.error
+    code = error.code if error else "internal_error"
+    message = f"job {job.id} failed: {error.message if error else 'no reason recorded'}"
+    failed = JobFailed(message)
+    failed.code = code
+    if code in _CLIENT_JOB_ERRORS:
+        failed.status = 400
+    return failed
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with its `$defs` references written out: the body is parsed by hand
+    (read_speech_body), so OpenAPI gets the model's schema from here, whole."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    return schema
+
+
+def _speech_openapi() -> dict[str, Any]:
+    schema = SpeechRequest.model_json_schema()
+    body = _inline(schema, schema.get("$defs", {}))
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                },
+            }
+        },
+    }
+    described = {
+        400: "a bad request (param names the field)",
+        401: "no or a wrong API key",
+        409: "job_canceled",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        429: "rate_limited or quota_exceeded, with Retry-After",
+        500: "the job failed: code is its error code",
+        503: "unavailable",
+        504: "speech_timeout: the job goes on; fetch it at Location",
+    }
+    responses: dict[str, Any] = {
+        "200": {"description": "the audio", "content": {"audio/*": {}}},
+        **{
+            str(status): {
+                "description": text,
+                "content": {"application/json": {"schema": error}},
+            }
+            for status, text in described.items()
+        },
+    }
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": responses,
+    }
+
+
+def router(settings: Settings) -> APIRouter:
+    """The OpenAI routes for this deployment's models, voices and aliases."""
+    aliases = Aliases.from_settings(settings)
+    api = APIRouter(prefix="/v1", route_class=OpenAIRoute, tags=["OpenAI-compatible"])
+
+    @api.post(
+        "/audio/speech",
+        openapi_extra=_speech_openapi(),
+        response_model=None,
+        response_class=Response,
+    )
+    async def create_speech(request: Request, tenant: TenantDep) -> Response:
+        """OpenAI's speech call: the audio once the job ends, within
+        `TTSFLEET_SPEECH_TIMEOUT_S`; past it 504 `speech_timeout` with `Location`.
+        An `Idempotency-Key` header works as on POST /v1/jobs."""
+        # Read by hand, not as a parameter: FastAPI would document a 422 this route never
+        # answers (its errors are 400, OpenAI's).
+        idempotency_key = request.headers.get("idempotency-key")
+        body = await read_speech_body(request)
+        job_request = speech_job_request(body, settings, aliases)
+        job = build_job(settings, tenant, job_request)
+        submission: Submission = request.app.state.submission
+        done = await submission.submit(
+            tenant, [job], "POST /v1/audio/speech", body, idempotency_key
+        )
+        job = done.jobs[0]
+        if not done.replayed:
+            JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
+        waiters: JobWaiters = request.app.state.waiters
+        job_id = job.id
+        job = await waiters.wait(
+            job_id, settings.speech_timeout_s, lambda: _read_job(request, tenant, job_id)
+        )
+        if job.status is JobStatus.SUCCEEDED:
+            return await _audio(request, job)
+        if job.status.is_terminal():
+            raise _ended_without_audio(job)
+        raise SpeechTimeout(
+            f"job {job.id} is still {job.status.value} after {settings.speech_timeout_s:g} s; "
+            f"GET /v1/jobs/{job.id} follows it and /v1/jobs/{job.id}/audio has its audio",
+            {"Location": f"/v1/jobs/{job.id}", "x-should-retry": "false"},
+        )
+
+    @api.get("/models")
+    async def list_models(tenant: TenantDep) -> dict[str, Any]:
+        """This fleet's models and the OpenAI names that stand for them."""
+        return {"object": "list", "data": [_model(name) for name in _model_ids()]}
+
+    @api.get("/models/{model}")
+    async def get_model(model: str, tenant: TenantDep) -> dict[str, Any]:
+        if model not in _model_ids():
+            raise errors.NotFound(f"no model {model!r}")
+        return _model(model)
+
+    @api.get("/audio/voices")
+    async def list_speech_voices(tenant: TenantDep) -> dict[str, Any]:
+        """Every voice a speech request may name: the fleet's, then OpenAI's aliases."""
+        voices = [
+            {"id": voice, "name": f"{voice} ({info.language}, {model})"}
+            for model, spec in settings.models.items()
+            for voice, info in spec.voices.items()
+        ]
+        voices += [{"id": alias, "name": f"{alias} → {v}"} for alias, v in aliases.voices.items()]
+        return {"voices": voices}
+
+    # Anything else under these prefixes is answered in OpenAI's shape too: 405 for a known
+    # path, 404 for any other. Registered last so that the routes above match first.
+    known = {"/v1/audio/speech": "POST", "/v1/audio/voices": "GET", "/v1/models": "GET"}
+
+    def allowed(path: str) -> str | None:
+        if path.startswith("/v1/models/"):
+            return "GET"
+        return known.get(path)
+
+    @api.api_route(
+        "/audio/{rest:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    @api.api_route(
+        "/models",
+        methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
+    @api.api_route(
+        "/models/{rest:path}",
+        methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
+    async def elsewhere(request: Request) -> Response:
+        method = allowed(request.url.path.rstrip("/"))
+        if method is not None:
+            return openai_error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here; use {method}",
+                headers={"Allow": method},
+            )
+        return openai_error(404, "not_found", f"no route {request.url.path}")
+
+    def _model_ids() -> list[str]:
+        return [*settings.models, *aliases.models]
+
+    def _model(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": _CREATED, "owned_by": "ttsfleet"}
+
+    return api
