@@ -28,6 +28,7 @@ from callbacks.outbox import CallbackState, Event, Outbox
 from client.webhooks import signature_header
 from tasks.errors import CallbackForbidden
 from tasks.jobs import Job
+from tasks.presence import Presence
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard, Destination
 from tasks.store import JobStore
@@ -237,10 +238,19 @@ class CallbacksWorker:
     `burst=True`, until nothing is due and nothing is in flight (arq's `Worker(burst=True)`:
     tests drive the delivery's clock and assert once the worker says it is idle)."""
 
-    def __init__(self, delivery: CallbackDelivery, threads: int = 8, poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        delivery: CallbackDelivery,
+        threads: int = 8,
+        poll_s: float = 0.2,
+        presence: Presence | None = None,
+    ) -> None:
         self.delivery = delivery
         self.threads = threads
         self.poll_s = poll_s
+        # Beats after each outbox read (`ttsfleet health callbacks`): the loop runs and
+        # reaches Redis, whether or not any event is due.
+        self.presence = presence
         self._stopping = threading.Event()
 
     def stop(self, *_: Any) -> None:
@@ -255,11 +265,13 @@ class CallbacksWorker:
                 running = {f for f in running if not f.done()}
                 free = self.threads - len(running)
                 events: list[Event] = []
-                if free > 0:
-                    try:
+                try:
+                    if free > 0:
                         events = self.delivery.outbox.due(free, now=self.delivery.clock())
-                    except Exception:
-                        log.exception("cannot read the outbox; retrying")
+                    if self.presence is not None:
+                        self.presence.beat()
+                except Exception:
+                    log.exception("cannot read the outbox; retrying")
                 for event in events:
                     running.add(pool.submit(self._deliver, event))
                 attempts += len(events)
@@ -267,6 +279,8 @@ class CallbacksWorker:
                     break
                 if not events:
                     self._stopping.wait(self.poll_s)
+        if self.presence is not None:
+            self.presence.leave()
         return attempts
 
     def _deliver(self, event: Event) -> CallbackState:

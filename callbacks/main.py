@@ -10,6 +10,7 @@ import signal
 
 from callbacks.delivery import CallbackDelivery, CallbacksWorker, outbox_lease_s
 from callbacks.outbox import Outbox
+from tasks.presence import Presence
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.store import JobStore
@@ -30,7 +31,7 @@ def build_worker(settings: Settings) -> CallbacksWorker:
         tenants,
         CallbackGuard.from_settings(settings),
     )
-    return CallbacksWorker(delivery)
+    return CallbacksWorker(delivery, presence=Presence(store.redis, "callbacks"))
 
 
 def main(settings: Settings) -> int:

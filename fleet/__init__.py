@@ -1,2 +1,2 @@
 """Operator tools: the `ttsfleet` server verbs (`up`, `api`, `worker`, `dispatcher`,
-`callbacks`, `fleet`), `make up`'s embedded fleet and the fleet view."""
+`callbacks`, `fleet`, `health`), `make up`'s embedded fleet, the fleet view and the health checks."""

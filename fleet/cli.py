@@ -121,6 +121,17 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from fleet.health import check
+    from tasks.settings import get_settings
+
+    result = check(
+        args.role, get_settings(), host=args.host, port=args.port, timeout_s=args.timeout
+    )
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
 def _redacted(url: str) -> str:
     """The URL without its password, for an error message."""
     scheme, sep, rest = url.partition("://")
@@ -162,6 +173,15 @@ def register(sub: Any) -> None:
         "callbacks", help="deliver signed job callbacks from the outbox (CPU only, no model)"
     )
     callbacks.set_defaults(func=cmd_callbacks)
+
+    health = sub.add_parser(
+        "health", help="exit 0 if this host's ROLE process is alive (container health checks)"
+    )
+    health.add_argument("role", choices=["api", "worker", "dispatcher", "callbacks", "flower"])
+    health.add_argument("--host", default=None, help="whose process (default: this hostname)")
+    health.add_argument("--port", type=int, default=None, help="api/flower: the local port")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for answers")
+    health.set_defaults(func=cmd_health)
 
     fleet = sub.add_parser(
         "fleet", help="queues, workers and the workers needed to drain the backlog (Redis)"

@@ -35,6 +35,7 @@ from scheduler.reconciler import Reconciler
 from tasks import keys, scripts
 from tasks.app import broker_lists, send_synthesis
 from tasks.jobs import PRIORITY_ORDER, Priority
+from tasks.presence import Presence
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,11 @@ class Dispatcher:
         """Until `stop` is set: hold the lease, recover once, then keep the queues topped up."""
         recovered = False
         renewed = reconciled = 0.0
+        # Every dispatcher beats, the standby too: its health check passes while it waits.
+        presence = Presence(self._redis, "dispatcher")
         while not stop.is_set():
             try:
+                presence.beat()
                 now = time.monotonic()
                 if now - renewed > self._lease_ms / 3000:
                     if not self.hold_lease():
@@ -168,4 +172,5 @@ class Dispatcher:
                 recovered = False
                 renewed = 0.0
                 stop.wait(1.0)
+        presence.leave()
         self.release_lease()

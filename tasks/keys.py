@@ -176,5 +176,15 @@ WORKER = PREFIX + ":worker:{node}"
 WORKERS = PREFIX + ":workers"
 
 
+# Sorted set per process role without a Celery node (dispatcher, callbacks): members are
+# `host/pid`, scored by the process's last beat (unix s). `ttsfleet health ROLE` reads it
+# for its own host: the role's liveness without a broadcast (tasks.presence).
+ALIVE = PREFIX + ":alive:{role}"
+
+
+def alive_key(role: str) -> str:
+    return ALIVE.format(role=role)
+
+
 def worker_key(node: str) -> str:
     return WORKER.format(node=node)
