@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage_url: str = Field(default_factory=_default_storage_url)
     s3_endpoint_url: str | None = None
+    # Where clients reach the object store, when not where the fleet does: presigned audio
+    # URLs (the 307 of GET /v1/jobs/{id}/audio) name this endpoint, e.g. the host port a
+    # compose file publishes while the fleet talks to `http://minio:9000`. None: the same.
+    s3_public_url: str | None = None
     s3_region: str = "us-east-1"
     presign_expires_s: int = 3600
     tenants_file: Path | None = None

@@ -109,6 +109,7 @@ class S3Storage:
         endpoint_url: str | None,
         region: str,
         presign_expires_s: int,
+        public_url: str | None = None,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -116,11 +117,16 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._expires = presign_expires_s
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
         self._client: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # A presigned URL signs its host: one for clients is made by a client of the public
+        # endpoint (presigning is local, so this one never connects anywhere).
+        self._presigner: Any = (
+            boto3.client("s3", endpoint_url=public_url, region_name=region, config=config)
+            if public_url and public_url != endpoint_url
+            else self._client
         )
 
     def _key(self, key: str) -> str:
@@ -160,7 +166,7 @@ class S3Storage:
         return None
 
     def presigned_url(self, key: str) -> str:
-        url: str = self._client.generate_presigned_url(
+        url: str = self._presigner.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=self._expires,
@@ -195,13 +201,16 @@ def storage_from_url(
     endpoint_url: str | None = None,
     region: str = "us-east-1",
     presign_expires_s: int = 3600,
+    public_url: str | None = None,
 ) -> Storage:
     """`file:///abs/path` or `s3://bucket/prefix`."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return FileStorage(Path(unquote(parsed.path)))
     if parsed.scheme == "s3" and parsed.netloc:
-        return S3Storage(parsed.netloc, parsed.path, endpoint_url, region, presign_expires_s)
+        return S3Storage(
+            parsed.netloc, parsed.path, endpoint_url, region, presign_expires_s, public_url
+        )
     raise ValueError(
         f"TTSFLEET_STORAGE_URL must be file:///path or s3://bucket/prefix, not {url!r}"
     )
@@ -213,4 +222,5 @@ def storage_from_settings(settings: Settings) -> Storage:
         settings.s3_endpoint_url,
         settings.s3_region,
         settings.presign_expires_s,
+        settings.s3_public_url,
     )
