@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # On a GPU box install the CUDA build first, e.g. TORCH_SPEC='torch --index-url <CUDA index>'.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: up test test-faults bench gpu-bundle lint install install-run redis-server chromium ffmpeg wrk promtool clean
+.PHONY: up test test-faults test-deploy bench gpu-bundle lint install install-run redis-server chromium ffmpeg wrk promtool clean
 
 up: install-run redis-server
 	$(BIN)/ttsfleet up
@@ -34,6 +34,15 @@ gpu-bundle: install
 
 test-faults: install redis-server
 	$(BIN)/pytest -m slow
+
+# docker-compose.yml run for real, every role in its own container, driven from the host
+# (tests/deploy/live). Needs root (it starts its own dockerd when none runs), apt and about
+# 15 GB of free disk; not part of `make test`. See README, "Deploying with compose".
+test-deploy: install
+	$(call apt-ensure,dockerd,docker.io)
+	$(call apt-ensure,docker-compose,docker-compose)
+	$(call apt-ensure,debootstrap,debootstrap)
+	PYTHON=$(BIN)/python tests/deploy/live/run.sh
 
 lint: install
 	$(BIN)/ruff check .

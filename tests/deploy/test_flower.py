@@ -1,6 +1,6 @@
 """Flower as deployed (`celery -A tasks flower` with basic auth from FLOWER_BASIC_AUTH),
 against the test Redis, a real synth worker and the real API: it lists the worker and
-shows a finished job's task, and the workers' container health check sees the worker."""
+shows a finished job's task. Its health check: tests/integration/test_health.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from tests.conftest import (
 )
 
 BASIC_AUTH = ("ops", "flower-test-password")
-WORKER_ALIVE = ROOT / "deploy" / "docker" / "worker_alive.py"
 
 
 @dataclass
@@ -124,23 +123,3 @@ def test_flower_shows_a_finished_job_as_a_successful_task(fleet: Fleet) -> None:
     task = flower_get(fleet, f"/api/task/info/{job['id']}").json()
     assert task["name"] == "ttsfleet.synthesize"
     assert task["worker"].startswith("piper-joe-cpu@")
-
-
-def test_worker_health_check_passes_while_the_worker_runs(fleet: Fleet) -> None:
-    result = subprocess.run(
-        [sys.executable, str(WORKER_ALIVE), "5"],
-        cwd=ROOT, env=settings_env(fleet.settings), capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-
-
-def test_worker_health_check_fails_where_no_worker_answers(fleet: Fleet) -> None:
-    # Another Redis database: Celery's broadcasts there reach no worker.
-    env = {**settings_env(fleet.settings)}
-    env["TTSFLEET_REDIS_URL"] = fleet.settings.redis_url.rsplit("/", 1)[0] + "/7"
-    result = subprocess.run(
-        [sys.executable, str(WORKER_ALIVE), "1"],
-        cwd=ROOT, env=env, capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert b"answered ping" in result.stderr
