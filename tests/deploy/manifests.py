@@ -34,7 +34,11 @@ KUBECTL = Path(sys.executable).parent / "kubectl"
 # Files every TTSFLEET_* name is collected from.
 DEPLOY_TEXT_FILES = [
     COMPOSE,
-    *sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix != ".md"),
+    *sorted(
+        p
+        for p in DEPLOY.rglob("*")
+        if p.is_file() and p.suffix != ".md" and not p.is_relative_to(DEPLOY / "docker" / "wheels")
+    ),
 ]
 SETTING_NAME = re.compile(r"\bTTSFLEET_[A-Z0-9_]+\b")
 METRIC_NAME = re.compile(r"\bttsfleet_[a-z0-9_]+\b")
@@ -183,3 +187,23 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
     starts = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
     return instructions[starts[-1] :]
+
+
+def role(command: list[str]) -> str | None:
+    """Which `ttsfleet up` process role a service command runs."""
+    if command[:1] == ["celery"] and "flower" in command:
+        return "flower"
+    if command[:2] == ["ttsfleet", "worker"]:
+        return "callbacks" if "--callbacks" in command else "worker"
+    if command[:1] == ["ttsfleet"] and command[1] in ("api", "dispatcher"):
+        return command[1]
+    return None
+
+
+def up_roles() -> set[str]:
+    """The processes `ttsfleet up` spawns, read from its source (`.spawn("NAME", ...)`)."""
+    names: set[str] = set()
+    for package in ("client", "fleet"):
+        for path in (ROOT / package).rglob("*.py"):
+            names.update(re.findall(r"\.spawn\(\s*\"(\w+)\"", path.read_text()))
+    return names

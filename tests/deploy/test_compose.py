@@ -13,13 +13,14 @@ import jsonschema
 import pytest
 
 from tasks.settings import Settings
-from tests.conftest import ROOT
 from tests.deploy.manifests import (
     COMPOSE,
     COMPOSE_ENV_EXAMPLE,
     compose_required_variables,
     env_file,
     interpolate,
+    role,
+    up_roles,
     yaml_documents,
 )
 
@@ -42,26 +43,6 @@ def filled_env() -> dict[str, str]:
 def services(compose: dict[str, Any]) -> dict[str, Any]:
     resolved: dict[str, Any] = interpolate(compose, filled_env())["services"]
     return resolved
-
-
-def role(command: list[str]) -> str | None:
-    """Which `ttsfleet up` process role a service command runs."""
-    if command[:1] == ["celery"] and "flower" in command:
-        return "flower"
-    if command[:2] == ["ttsfleet", "worker"]:
-        return "callbacks" if "--callbacks" in command else "worker"
-    if command[:1] == ["ttsfleet"] and command[1] in ("api", "dispatcher"):
-        return command[1]
-    return None
-
-
-def up_roles() -> set[str]:
-    """The processes `ttsfleet up` spawns, read from its source (`.spawn("NAME", ...)`)."""
-    names: set[str] = set()
-    for package in ("client", "fleet"):
-        for path in (ROOT / package).rglob("*.py"):
-            names.update(re.findall(r"\.spawn\(\s*\"(\w+)\"", path.read_text()))
-    return names
 
 
 def compose_spec_validator() -> jsonschema.Draft202012Validator:

@@ -43,6 +43,7 @@ def run(
 class Delivery:
     headers: dict[str, str]
     body: bytes
+    at: float
 
 
 class Receiver:
@@ -56,7 +57,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.deliveries.append(Delivery(headers, body))
+                receiver.deliveries.append(Delivery(headers, body, time.time()))
                 self.send_response(200)
                 self.send_header("content-length", "2")
                 self.end_headers()

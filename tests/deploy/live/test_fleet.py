@@ -33,6 +33,7 @@ from tests.deploy.live.fleet import (
 pytestmark = pytest.mark.deploy
 
 # Distinct texts: identical requests would be answered from the result cache.
+SENTENCE = "Callback job number {n} is done."
 PARAGRAPH = (
     "Request number {n} asks the fleet for a short paragraph of speech, long enough that "
     "synthesis, not the queue, takes most of the time a job spends in the system."
@@ -72,8 +73,10 @@ def record(name: str, value: object) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def submit(api: httpx.Client, n: int, callback_url: str | None = None) -> str:
-    body: dict[str, object] = {"text": PARAGRAPH.format(n=n), "format": "wav"}
+def submit(
+    api: httpx.Client, n: int, callback_url: str | None = None, text: str = PARAGRAPH
+) -> str:
+    body: dict[str, object] = {"text": text.format(n=n), "format": "wav"}
     if callback_url:
         body["callback_url"] = callback_url
     response = api.post("/v1/jobs", json=body)
@@ -129,13 +132,14 @@ def test_every_service_reports_healthy(fleet: Fleet) -> None:
 def test_fifty_jobs_call_back_and_their_audio_downloads(
     fleet: Fleet, api: httpx.Client, receiver: Receiver
 ) -> None:
-    ids = [submit(api, n, receiver.url) for n in range(50)]
+    ids = [submit(api, n, receiver.url, SENTENCE) for n in range(50)]
     jobs = wait_terminal(api, ids, timeout=600)
     assert {job_id for job_id, job in jobs.items() if job["status"] != "succeeded"} == set()
 
     wait_for(lambda: set(ids) <= set(receiver.events()), 120, lambda: "callbacks missing")
     for delivery in receiver.deliveries:
-        verify_webhook(fleet.webhook_secret, delivery.headers, delivery.body)
+        # As the receiver checked it on arrival (the timestamp is within 5 min of then).
+        verify_webhook(fleet.webhook_secret, delivery.headers, delivery.body, now=delivery.at)
     events = receiver.events()
     assert all(len(events[job_id]) == 1 for job_id in ids), "a second terminal event"
     assert {kind for job_id in ids for _, kind in events[job_id]} == {"job.succeeded"}
@@ -150,11 +154,11 @@ def test_fifty_jobs_call_back_and_their_audio_downloads(
             audio = anonymous.get(location)
             assert audio.status_code == 200
             info = soundfile.info(io.BytesIO(audio.content))
-            assert info.format == "WAV" and info.samplerate == 22050 and info.duration > 3
+            assert info.format == "WAV" and info.samplerate == 22050 and info.duration > 1
 
 
 def test_two_cpu_workers_beat_one(fleet: Fleet, api: httpx.Client) -> None:
-    count = 24
+    count = 16
     assert len(fleet.containers("worker-cpu", every=False)) == 1
     one = throughput(api, 1000, count)
     fleet.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "worker-cpu=2")
@@ -174,7 +178,7 @@ def test_killed_worker_and_restarted_redis_lose_no_job(
     workers = fleet.containers("worker-cpu", every=False)
     assert len(workers) == 2
     [redis] = fleet.containers("redis")
-    ids = [submit(api, 3000 + n, receiver.url) for n in range(40)]
+    ids = [submit(api, 3000 + n, receiver.url, SENTENCE) for n in range(40)]
 
     def finished() -> int:
         return sum(1 for job_id in ids if job_id in receiver.events())
