@@ -195,7 +195,7 @@ def role(command: list[str]) -> str | None:
         return "flower"
     if command[:2] == ["ttsfleet", "worker"]:
         return "callbacks" if "--callbacks" in command else "worker"
-    if command[:1] == ["ttsfleet"] and command[1] in ("api", "dispatcher"):
+    if command[:1] == ["ttsfleet"] and command[1] in ("api", "dispatcher", "callbacks"):
         return command[1]
     return None
 
