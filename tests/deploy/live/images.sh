@@ -10,6 +10,9 @@ DOCKER=/usr/bin/docker
 PYTHON=${PYTHON:-.venv/bin/python}
 PIP="$PYTHON -m pip"
 BASE=ttsfleet-test/base:bookworm
+# On every image this script makes, so that run.sh removes them all (a rebuilt tag leaves
+# the old image untagged) and nothing else.
+LABEL=ttsfleet-test=1
 # BuildKit (built into dockerd 20.10): the classic builder snapshots every step, and on vfs
 # each snapshot is a full copy of the image (minutes per Dockerfile).
 export DOCKER_BUILDKIT=1
@@ -27,7 +30,7 @@ if [ ! -s "$CACHE/base.tar" ]; then
 fi
 if ! $DOCKER image inspect "$BASE" >/dev/null 2>&1; then
   step "import the base"
-  $DOCKER import "$CACHE/base.tar" "$BASE" >/dev/null
+  $DOCKER import --change "LABEL $LABEL" "$CACHE/base.tar" "$BASE" >/dev/null
 fi
 
 # Wheels for the image's interpreter: Debian's 3.11.2 (redis-py then needs async-timeout,
@@ -54,7 +57,8 @@ build() {  # build TAG DOCKERFILE CONTEXT [ARGS...]
   local tag=$1 file=$2 context=$3 log; shift 3
   log="$CACHE/build-$(tr '/:' '--' <<<"$tag").log"
   step "build $tag (log: $log)"
-  if ! $DOCKER build --progress plain --network host --build-arg BASE_IMAGE="$BASE" -t "$tag" \
+  if ! $DOCKER build --progress plain --network host --label "$LABEL" \
+      --build-arg BASE_IMAGE="$BASE" -t "$tag" \
       -f "$file" "$@" "$context" >"$log" 2>&1; then
     tail -30 "$log" >&2
     exit 1

@@ -10,6 +10,8 @@ started=
 cleanup() {
   /usr/bin/docker image rm -f ttsfleet-test/app:piper ttsfleet-test/redis:bookworm \
     ttsfleet-test/s3:moto ttsfleet-test/base:bookworm >/dev/null 2>&1 || true
+  # Older builds of the same tags, left untagged (images.sh labels all it makes).
+  /usr/bin/docker image prune -af --filter label=ttsfleet-test=1 >/dev/null 2>&1 || true
   /usr/bin/docker builder prune -af >/dev/null 2>&1 || true
   [ -z "$started" ] || tests/deploy/live/dockerd.sh stop
 }
