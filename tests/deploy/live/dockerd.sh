@@ -3,6 +3,7 @@
 # (no overlay in this kind of sandbox) and without iptables: containers reach only each other,
 # the host and ports published to the host (docker-proxy); nothing routes them further.
 set -euo pipefail
+cd "$(dirname "$0")/../../.."
 STATE=${DEPLOY_CACHE:-.cache/deploy}
 PIDFILE=$STATE/dockerd.pid
 DOCKER=/usr/bin/docker
