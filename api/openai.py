@@ -324,45 +324,54 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
+# OpenAI's error body, as the OpenAPI document shows it.
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": "string"},
+            },
+        }
+    },
+}
+
+# What every route here may answer besides its success.
+_COMMON_ERRORS = {401: "no or a wrong API key", 503: "unavailable"}
+
+
+def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these error statuses, each in OpenAI's error shape."""
+    return {
+        str(status): {
+            "description": text,
+            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        }
+        for status, text in sorted({**_COMMON_ERRORS, **described}.items())
+    }
+
+
 def _speech_openapi() -> dict[str, Any]:
     schema = SpeechRequest.model_json_schema()
     body = _inline(schema, schema.get("$defs", {}))
-    error = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "param", "code"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": "string"},
-                },
-            }
-        },
-    }
     described = {
         400: "a bad request (param names the field)",
-        401: "no or a wrong API key",
         409: "job_canceled",
         413: "payload_too_large",
         415: "unsupported_media_type",
         429: "rate_limited or quota_exceeded, with Retry-After",
         500: "the job failed: code is its error code",
-        503: "unavailable",
         504: "speech_timeout: the job goes on; fetch it at Location",
     }
-    responses: dict[str, Any] = {
+    responses: dict[int | str, Any] = {
         "200": {"description": "the audio", "content": {"audio/*": {}}},
-        **{
-            str(status): {
-                "description": text,
-                "content": {"application/json": {"schema": error}},
-            }
-            for status, text in described.items()
-        },
+        **error_responses(described),
     }
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
@@ -413,18 +422,18 @@ def router(settings: Settings) -> APIRouter:
             {"Location": f"/v1/jobs/{job.id}", "x-should-retry": "false"},
         )
 
-    @api.get("/models")
+    @api.get("/models", responses=error_responses({}))
     async def list_models(tenant: TenantDep) -> dict[str, Any]:
         """This fleet's models and the OpenAI names that stand for them."""
         return {"object": "list", "data": [_model(name) for name in _model_ids()]}
 
-    @api.get("/models/{model}")
+    @api.get("/models/{model}", responses=error_responses({404: "no such model"}))
     async def get_model(model: str, tenant: TenantDep) -> dict[str, Any]:
         if model not in _model_ids():
             raise errors.NotFound(f"no model {model!r}")
         return _model(model)
 
-    @api.get("/audio/voices")
+    @api.get("/audio/voices", responses=error_responses({}))
     async def list_speech_voices(tenant: TenantDep) -> dict[str, Any]:
         """Every voice a speech request may name: the fleet's, then OpenAI's aliases."""
         voices = [
