@@ -37,7 +37,7 @@ ROLE_COMMANDS = {
     "api": ["ttsfleet", "api"],
     "dispatcher": ["ttsfleet", "dispatcher"],
     "synth-worker": ["ttsfleet", "worker"],
-    "callbacks": ["ttsfleet", "worker", "--callbacks"],
+    "callbacks": ["ttsfleet", "callbacks"],
     "flower": ["celery", "-A", "tasks", "flower"],
 }
 Obj = dict[str, Any]
