@@ -120,7 +120,7 @@ def _health_role(command: list[str]) -> str | None:
         return None
     if command[1] == "worker":
         return "callbacks" if "--callbacks" in command else "worker"
-    return command[1] if command[1] == "dispatcher" else None
+    return command[1] if command[1] in ("dispatcher", "callbacks") else None
 
 
 def _probes(name: str, pod: Obj, serviced: bool) -> Iterator[str]:
