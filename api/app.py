@@ -18,6 +18,7 @@ from api import docs, errors, metrics
 from api.jobs import router
 from api.openai import router as openai_router
 from api.reads import JobReads
+from api.streams import router as streams_router
 from api.submission import Submission
 from api.waiters import JobWaiters
 from tasks.app import create_app as create_celery
@@ -57,6 +58,13 @@ def create_app(
     )
 
     waiters = JobWaiters(settings.redis_url)
+    # Audio streams carry bytes: a client that does not decode responses (api.streams).
+    stream_client = redis.asyncio.Redis.from_pool(
+        redis.asyncio.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=5,
+            socket_timeout=5, socket_connect_timeout=2,
+        )
+    )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +72,7 @@ def create_app(
         yield
         await waiters.stop()
         await client.aclose()
+        await stream_client.aclose()
 
     app = FastAPI(
         title="ttsfleet",
@@ -84,6 +93,7 @@ def create_app(
     app.state.tenants = tenants or TenantDirectory.from_settings(settings)
     app.state.storage = storage_from_settings(settings)
     app.state.redis = client
+    app.state.stream_redis = stream_client
     app.state.submission = Submission(settings, app.state.store, client)
     app.state.reads = JobReads(
         client, settings.read_rate_limit_per_s, settings.read_rate_limit_burst, settings.job_ttl_s
@@ -95,6 +105,7 @@ def create_app(
     app.add_middleware(metrics.RequestMetrics)
     app.include_router(router)
     app.include_router(openai_router(settings))
+    app.include_router(streams_router)
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:

@@ -45,6 +45,15 @@ CALLBACK_EVENT = PREFIX + ":callback:{event_id}"
 # (api.waiters) share one subscriber instead of polling; tasks/lua/announce_end.lua spells it.
 JOB_ENDED_CHANNEL = PREFIX + ":jobs:ended"
 
+# String per job's audio object (keyed by its storage key, so a cache hit copies it with the
+# audio): the job's timestamps as JSON (tasks.timestamps), expiring with the record.
+TIMESTAMPS = PREFIX + ":timestamps:{storage_key}"
+
+# Stream per job of its audio as it is made (worker.stream XADDs, api.streams XREADs): one
+# entry per piece, in the job's stream container, then an end entry; trimmed (MAXLEN) and
+# expired, so Redis holds only what live listeners may still need.
+AUDIO_STREAM = PREFIX + ":stream:{job_id}"
+
 # Celery task name of one synthesis job, and the queue of each model's workers.
 SYNTHESIZE_TASK = "ttsfleet.synthesize"
 SYNTH_QUEUE = "synth.{model}"
@@ -52,6 +61,14 @@ SYNTH_QUEUE = "synth.{model}"
 
 def job_key(job_id: str) -> str:
     return JOB.format(job_id=job_id)
+
+
+def timestamps_key(storage_key: str) -> str:
+    return TIMESTAMPS.format(storage_key=storage_key)
+
+
+def audio_stream_key(job_id: str) -> str:
+    return AUDIO_STREAM.format(job_id=job_id)
 
 
 def tenant_jobs_key(tenant: str) -> str:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     worker_max_rss_mb: int = 0
     worker_max_gpu_mb: int = 0
     max_text_chars: int = 5000
+    # A job's audio stream (tasks.streams): at most this many entries kept (a listener that
+    # falls further behind is cut off), expiring this long after the last one was written.
+    stream_max_entries: int = Field(default=64, ge=2)
+    stream_ttl_s: int = Field(default=3600, ge=1)
     models: dict[str, ModelSpec] = Field(default_factory=_default_models)
     job_ttl_s: int = 604800
     api_port: int = 8000

@@ -119,6 +119,11 @@ class JobStore:
     def redis(self) -> redis.Redis:
         return self._redis
 
+    @property
+    def ttl_s(self) -> int:
+        """How long job records (and what lives beside them) are kept."""
+        return self._ttl_s
+
     def create(self, job: Job, now: float | None = None) -> None:
         """Write the record and index it for its tenant in one transaction."""
         now = time.time() if now is None else now

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tasks import timestamps
 from tasks.errors import (
     DeadlineExceeded,
     EngineError,
@@ -22,10 +23,13 @@ from tasks.errors import (
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
 from tasks.storage import Storage
 from tasks.store import Claim, ClaimResult, JobStore
-from worker.audio import encode, join
+from worker.audio import encode
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
 from worker.lease import Runs
+from worker.pieces import synthesize_in_order
+from worker.pieces import timestamps as timestamps_of
+from worker.stream import StreamPublisher
 from worker.text import PIECE_CHARS, split_text
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,9 @@ class JobRunner:
         piece_chars: int = PIECE_CHARS,
         runs: Runs | None = None,
         lease_ms: int = 0,
+        largest_group: int = 16,
+        stream_entries: int = 64,
+        stream_ttl_s: int = 3600,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -78,15 +85,24 @@ class JobRunner:
         # How runs name themselves in job leases (worker.lease); None runs without a lease.
         self.runs = runs
         self.lease_ms = lease_ms
+        # Pieces go to the synthesizer in groups of 1, 2, 4, ... up to this (worker.pieces).
+        self.largest_group = largest_group
+        self.stream_entries = stream_entries
+        self.stream_ttl_s = stream_ttl_s
 
     def run(self, job_id: str) -> Outcome:
         if self.runs is None:
-            return self._run(job_id, "")
-        with self.runs.running(job_id) as first:
-            if not first:
-                log.info("job %s not run: already running in this process", job_id)
-                return Outcome(status=None)
-            return self._run(job_id, self.runs.name)
+            outcome = self._run(job_id, "")
+        else:
+            with self.runs.running(job_id) as first:
+                if not first:
+                    log.info("job %s not run: already running in this process", job_id)
+                    return Outcome(status=None)
+                outcome = self._run(job_id, self.runs.name)
+        if outcome.status is not None and outcome.status.is_terminal():
+            # Recorded terminal: the job's stream listeners may close (tasks.streams).
+            StreamPublisher.end(self.store.redis, job_id, outcome.status.value)
+        return outcome
 
     def _run(self, job_id: str, name: str) -> Outcome:
         claim = self._claim(job_id, name)
@@ -164,29 +180,28 @@ class JobRunner:
             if self.cache is not None:
                 self.cache.forget(digest, hit.storage_key)
             return None
+        if not timestamps.copy(self.store.redis, hit.storage_key, job.storage_key):
+            return None  # the timings expired: synthesize again rather than have none
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 
     def _synthesize(self, job: Job) -> AudioInfo:
         pieces = split_text(job.text, self.piece_chars)
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
-        results = self.synthesizer.synthesize(requests)
-        if len(results) != len(requests):
-            raise EngineError(f"got {len(results)} results for {len(requests)} pieces")
-        audios = [r for r in results if isinstance(r, Audio)]
-        errors = [r for r in results if not isinstance(r, Audio)]
-        transient = [e for e in errors if not isinstance(e, PermanentError)]
-        if transient:
-            raise transient[0]
-        if not audios:
-            raise errors[0]
+        stream = StreamPublisher(self.store.redis, job, self.stream_entries, self.stream_ttl_s)
         # Pieces the engine rejected (a lone "?!") are left out; the rest is the job's speech.
-        encoded = encode(join(audios), job.format, job.sample_rate, job.loudness_lufs)
+        spoken = synthesize_in_order(
+            self.synthesizer, requests, self.largest_group, on_samples=stream.samples
+        )
+        stream.close()
+        encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
+        timings = timestamps_of(spoken, len(spoken.audio.samples))
         try:
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         except StorageError:
             raise
         except Exception as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+        timestamps.save(self.store.redis, job.storage_key, timings, self.store.ttl_s)
         return AudioInfo(
             url=audio_url(job.id),
             format=encoded.format,

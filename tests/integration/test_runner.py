@@ -103,7 +103,9 @@ def test_long_text_is_synthesized_in_pieces_and_joined(
     JobRunner(store, storage, DirectSynthesizer(engine), 3).run(job.id)
     final = store.get(job.id)
     assert final is not None and final.audio is not None
-    assert engine.calls == 1 and len(engine.texts) == 4  # one batch of 300-char pieces
+    # 300-char pieces in speaking order, in groups of 1, 2, 4, ... (the first is heard early).
+    assert engine.calls == 3 and len(engine.texts) == 4
+    assert " ".join(engine.texts) == text
     # Four half-second pieces joined with three 10 ms crossfades.
     assert final.audio.duration_s == pytest.approx(4 * 0.5 - 3 * 0.01, abs=0.001)
 

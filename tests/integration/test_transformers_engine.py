@@ -105,3 +105,43 @@ def test_engine_declares_padded_batching_and_a_version(
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match=r"config\.json missing"):
         engine_for(tmp_path / "nothing-here")
+
+
+def test_word_timings_follow_the_models_own_durations(quiet_engine: TransformersEngine) -> None:
+    """Each word ends where the model's duration predictor says its last character ends:
+    durations read here with our own hook, the way VitsModel.forward turns them into
+    frames; and all frames together are the waveform's length."""
+    import torch
+
+    text = "Hello there, how are you today?"
+    model: Any = quiet_engine._model
+    seen: list[Any] = []
+    handle = model.duration_predictor.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        audio = quiet_engine.synthesize([SynthesisRequest(text, "tiny")])[0]
+    finally:
+        handle.remove()
+    frames = torch.ceil(torch.exp(seen[0][0, 0])).numpy()
+    hop = int(np.prod(model.config.upsample_rates))
+    assert int(frames.sum()) * hop == len(audio.samples)
+    ends = np.cumsum(frames) * hop / audio.sample_rate
+    # With blanks between characters, character k of the kept text is token 2k + 1.
+    kept = "hello there, how are you today?"
+    last_chars = [
+        kept.index(w) + len(w) - 1 for w in ("hello", "there,", "how", "are", "you", "today?")
+    ]
+    assert audio.words is not None
+    assert [w.text for w in audio.words] == text.split()
+    for word, last in zip(audio.words, last_chars, strict=True):
+        assert word.end_s == pytest.approx(ends[2 * last + 1], abs=1e-3)
+        assert word.start_s < word.end_s
+    starts = [w.start_s for w in audio.words]
+    assert starts == sorted(starts) and audio.words[-1].end_s <= len(audio.samples) / 16000
+
+
+def test_words_survive_batching_and_speed(quiet_engine: TransformersEngine) -> None:
+    alone = quiet_engine.synthesize([SynthesisRequest(TEXTS[0], "tiny")])[0].words
+    batched = quiet_engine.synthesize([SynthesisRequest(t, "tiny") for t in TEXTS])[0].words
+    assert alone == batched
+    fast = quiet_engine.synthesize([SynthesisRequest(TEXTS[0], "tiny", 2.0)])[0].words
+    assert alone is not None and fast is not None and fast[-1].end_s < alone[-1].end_s

@@ -28,11 +28,22 @@ class SynthesisRequest:
 
 
 @dataclass(frozen=True)
+class Word:
+    """When a word of the request is spoken, in seconds from the start of its audio."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
 class Audio:
-    """Mono float32 samples in [-1, 1] at the engine's native rate."""
+    """Mono float32 samples in [-1, 1] at the engine's native rate; `words` when the engine
+    knows its durations (VITS predicts one per token), None when it does not."""
 
     samples: npt.NDArray[np.float32]
     sample_rate: int
+    words: tuple[Word, ...] | None = None
 
     @property
     def duration_s(self) -> float:

@@ -7,12 +7,18 @@ first layer) and alone are the convolution's own zero padding; the last ~360 sam
 short item then differ with its neighbours (FINDINGS.md). A pre-hook on the decoder appends
 `tail_frames` zero frames to every input, alone or batched, so an item's tail always sees
 the same context, and outputs match alone vs batched to float precision (tested).
+
+Word timings: `VitsModelOutput` has no durations, so a hook on the duration predictor keeps
+its log-durations and `_durations` applies the model's own rule to them (ceil(exp(d) *
+mask / speaking_rate) frames per token); with the tokenizer's blanks between characters,
+a word spans its characters' tokens (`word_spans`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ import numpy as np
 
 from tasks.errors import EngineError, InvalidText
 from tasks.settings import ModelSpec
-from worker.engines import Audio, Batching, SynthesisRequest
+from worker.engines import Audio, Batching, SynthesisRequest, Word
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -89,6 +95,8 @@ class TransformersEngine:
             model.noise_scale_duration = float(self._noise_scale_duration)
         if self._tail_frames > 0:
             model.decoder.register_forward_pre_hook(self._pad_decoder_input)
+        model.duration_predictor.register_forward_hook(self._keep_log_durations)
+        self._log_durations: Any = None
         self._model = model
         self._version = self._fingerprint()
         self.synthesize([SynthesisRequest(text="warm up.", voice="")])
@@ -97,6 +105,28 @@ class TransformersEngine:
         import torch.nn.functional as functional
 
         return (functional.pad(args[0], (0, self._tail_frames)), *args[1:])
+
+    def _keep_log_durations(self, _: Any, __: Any, output: Any) -> None:
+        self._log_durations = output
+
+    def _durations(self, attention_mask: Any, speed: float) -> Any:
+        """Frames per token, [batch, tokens]: the expression VitsModel.forward uses."""
+        import torch
+
+        log_duration = self._log_durations  # [batch, 1, tokens]
+        mask = attention_mask.unsqueeze(1).to(log_duration.dtype)
+        return torch.ceil(torch.exp(log_duration) * mask * (1.0 / speed))[:, 0, :]
+
+    def _words(self, text: str, frames: Any, hop_s: float) -> tuple[Word, ...] | None:
+        spans = word_spans(text, self._tokenizer)
+        if spans is None:
+            return None
+        ends = np.cumsum(frames.float().cpu().numpy())
+        words = []
+        for word, first, last in spans:
+            start = float(ends[first - 1]) if first > 0 else 0.0
+            words.append(Word(word, round(start * hop_s, 4), round(float(ends[last]) * hop_s, 4)))
+        return tuple(words)
 
     def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
         import torch
@@ -117,7 +147,40 @@ class TransformersEngine:
         waves = output.waveform.float().cpu().numpy()
         sizes = output.sequence_lengths.cpu().numpy()
         rate = self.sample_rate
+        frames = self._durations(encoded["attention_mask"], batch[0].speed)
+        hop_s = float(np.prod(self._model.config.upsample_rates)) / rate
         return [
-            Audio(samples=np.ascontiguousarray(waves[i, : int(sizes[i])]), sample_rate=rate)
+            Audio(
+                samples=np.ascontiguousarray(waves[i, : int(sizes[i])]),
+                sample_rate=rate,
+                words=self._words(batch[i].text, frames[i], hop_s),
+            )
             for i in range(len(batch))
         ]
+
+
+def word_spans(text: str, tokenizer: Any) -> list[tuple[str, int, int]] | None:
+    """Each word of `text` with the first and last token index of its characters, or None
+    where the tokenizer does not keep one token per character (phonemizing, romanizing):
+    then no word timing is claimed."""
+    if getattr(tokenizer, "phonemize", False) or getattr(tokenizer, "is_uroman", False):
+        return None
+    kept, _ = tokenizer.prepare_for_tokenization(text)
+    vocab = tokenizer.get_vocab()
+    groups = [g for g in kept.split(" ") if g]
+    words = []
+    for match in re.finditer(r"\S+", text):
+        normal, _ = tokenizer.prepare_for_tokenization(match.group())
+        if normal:
+            words.append((match.group(), normal))
+    if " " not in vocab or [n for _, n in words] != groups:
+        return None
+    stride, offset = (2, 1) if getattr(tokenizer, "add_blank", False) else (1, 0)
+    spans = []
+    position = 0
+    for word, normal in words:
+        position = kept.index(normal, position)
+        first, last = position, position + len(normal) - 1
+        spans.append((word, first * stride + offset, last * stride + offset))
+        position += len(normal)
+    return spans

@@ -1,0 +1,155 @@
+"""A job's audio while it is made (`/audio/stream`) and its timings (`/timestamps`).
+
+The stream relays the job's Redis stream (tasks.streams) as chunked HTTP: the response
+starts with the first audio, each later stretch follows as soon as it and all before it are
+done, and the response ends once the job is recorded terminal. A job that ended without
+a stream (a cache hit, a stream expired or trimmed before this listener came) is a 307 to
+its stored audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any, Literal, cast
+
+import redis.asyncio
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+
+from api import errors
+from api.auth import authenticate
+from tasks import keys, streams, timestamps
+from tasks.jobs import Job, JobStatus
+from tasks.store import MAX_JOB_ID_CHARS, TERMINAL, tenant_job
+from tasks.tenants import Tenant
+
+router = APIRouter(prefix="/v1")
+TenantDep = Annotated[Tenant, Depends(authenticate)]
+
+# How long one XREAD waits before the reader looks at the job's status again.
+BLOCK_MS = 1000
+
+
+async def _job(request: Request, tenant: Tenant, job_id: str) -> Job:
+    client: redis.asyncio.Redis = request.app.state.redis
+    job = None
+    if len(job_id) <= MAX_JOB_ID_CHARS:
+        job = tenant_job(
+            cast(dict[str, str], await client.hgetall(keys.job_key(job_id))), tenant.id
+        )
+    if job is None:
+        raise errors.NotFound(f"no job {job_id!r}")
+    return job
+
+
+@router.get(
+    "/jobs/{job_id}/timestamps",
+    responses={200: {"content": {"text/vtt": {}, "application/x-subrip": {}}}},
+    response_model=None,
+)
+async def get_timestamps(
+    request: Request,
+    job_id: str,
+    tenant: TenantDep,
+    format: Annotated[Literal["json", "vtt", "srt"], Query()] = "json",
+) -> Response | dict[str, Any]:
+    """When each word (or sentence) is spoken: `{"granularity", "items"}`, or captions."""
+    job = await _job(request, tenant, job_id)
+    if job.status is not JobStatus.SUCCEEDED:
+        raise errors.JobNotFinished(
+            f"the job is {job.status.value}; timestamps exist once it succeeded"
+        )
+    client: redis.asyncio.Redis = request.app.state.redis
+    found = timestamps.parse(await client.get(keys.timestamps_key(job.storage_key)))
+    if found is None:
+        raise errors.NotFound("this job's timestamps are gone (made before they were kept)")
+    if format == "vtt":
+        return PlainTextResponse(timestamps.to_vtt(found), media_type="text/vtt")
+    if format == "srt":
+        return PlainTextResponse(timestamps.to_srt(found), media_type="application/x-subrip")
+    return found.model_dump(mode="json")
+
+
+class StreamGap(Exception):
+    """Entries this listener still needed were trimmed away: it cannot go on seamlessly."""
+
+
+class PieceReader:
+    """The job's stream entries as bytes, each index once and in order, until its end."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, status_client: redis.asyncio.Redis, job_id: str
+    ):
+        self._client = client
+        self._status_client = status_client
+        self._job_id = job_id
+        self._key = streams.stream_key(job_id)
+        self._last_id: bytes | str = "0-0"
+        self._next = 0
+
+    async def _ended(self) -> bool:
+        status = await self._status_client.hget(keys.job_key(self._job_id), "status")
+        return status is None or status in TERMINAL
+
+    async def _read(self, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        found: Any = await self._client.xread({self._key: self._last_id}, count=256, block=block_ms)
+        return cast(list[tuple[bytes, dict[bytes, bytes]]], found[0][1]) if found else []
+
+    async def chunks(self) -> AsyncGenerator[bytes]:
+        while True:
+            entries = await self._read(BLOCK_MS)
+            if not entries:
+                if not await self._ended():
+                    continue
+                # Recorded terminal: what was written before that is all there will be.
+                entries = await self._read(None)
+                if not entries:
+                    return
+            for entry_id, fields in entries:
+                self._last_id = entry_id
+                if b"end" in fields:
+                    return
+                index = int(fields[b"i"])
+                if index < self._next:
+                    continue  # a retried run writing its pieces again
+                if index > self._next:
+                    raise StreamGap(f"entry {self._next} of {self._key} was trimmed")
+                self._next += 1
+                yield fields[b"d"]
+
+
+@router.get(
+    "/jobs/{job_id}/audio/stream",
+    responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}}, 307: {}},
+    response_model=None,
+)
+async def stream_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
+    """The audio as chunked HTTP while the job is made, in its format if that streams (wav
+    with an open length, mp3), else as WAV; a job already done without a stream is a 307."""
+    job = await _job(request, tenant, job_id)
+    reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id)
+    chunks = reader.chunks()
+    try:
+        first = await anext(chunks, None)
+    except StreamGap:
+        first = None
+    if first is None:
+        await chunks.aclose()
+        job = await _job(request, tenant, job_id)
+        if job.status is JobStatus.SUCCEEDED:
+            return RedirectResponse(f"/v1/jobs/{job.id}/audio", status_code=307)
+        raise errors.JobNotFinished(f"the job is {job.status.value}; it has no audio to stream")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return StreamingResponse(
+        body(),
+        media_type=streams.stream_format(job.format).content_type,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,41 @@
+"""A job's audio as it is made: one Redis stream per job (worker.stream writes, api.streams
+reads), so a listener hears the start of a long job before its end exists.
+
+Entries, in order: `{"i": 0, "d": <container header and first bytes>}`, `{"i": n, "d":
+<bytes>}`, ..., then `{"end": <terminal status>}`. A retried job writes its entries again
+from `i` 0; a reader relays each `i` once, in order. The stream is trimmed to a bounded
+length and expires (`stream_ttl_s` while written, `STREAM_LINGER_S` after its end), after
+which a finished job is served from storage instead.
+"""
+
+from __future__ import annotations
+
+from tasks import keys
+from tasks.jobs import AudioFormat
+
+# How long a finished job's stream stays for listeners that arrive just as it ends.
+STREAM_LINGER_S = 60
+
+# Formats whose bytes can be sent before their length is known; any other job streams as
+# WAV with an open length (its stored file keeps the asked format).
+_STREAMABLE = {AudioFormat.WAV, AudioFormat.MP3}
+
+
+def stream_format(fmt: AudioFormat) -> AudioFormat:
+    """The container a job's stream is sent in."""
+    return fmt if fmt in _STREAMABLE else AudioFormat.WAV
+
+
+Entry = dict[str | bytes, str | bytes | int]
+
+
+def piece_entry(index: int, data: bytes) -> Entry:
+    return {"i": index, "d": data}
+
+
+def end_entry(status: str) -> Entry:
+    return {"end": status}
+
+
+def stream_key(job_id: str) -> str:
+    return keys.audio_stream_key(job_id)

@@ -1,0 +1,183 @@
+"""A job's audio streamed while it is made, and its timestamps once it is done: the real
+API, dispatcher and worker processes over the session's Redis, tiny test engines."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis
+import soundfile
+import srt
+import webvtt
+
+from tasks import keys
+from tasks.settings import ModelSpec, Settings, VoiceSpec
+from tests.conftest import ApiServer, RedisServer, WorkerProcess, fleet_settings, wait_until
+
+VOICE = "tone"
+# Eleven sentences, about 900 characters: four pieces of at most 300.
+TEXT = " ".join(
+    f"Sentence number {i} of this chapter goes on for a little while, and then it stops."
+    for i in range(11)
+)
+
+
+class Fleet:
+    def __init__(self, redis_server: RedisServer, tmp: Path, engine: str, **options: Any) -> None:
+        url = redis_server.url.rsplit("/", 1)[0] + "/7"
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        self.settings: Settings = fleet_settings(
+            redis_server, tmp, db=7, result_cache=False, rate_limit_per_s=0,
+            models={"m": ModelSpec(engine=f"tests.engines:{engine}", options=options,
+                                   voices={VOICE: VoiceSpec(language="en", sample_rate=16000)})},
+        )  # fmt: skip
+        self.tmp = tmp
+        self.api = ApiServer(self.settings)
+        self.api.start()
+        self.worker: WorkerProcess | None = None
+        self.http = self.api.client()
+
+    def start_worker(self) -> None:
+        self.worker = WorkerProcess(self.settings, self.tmp / "worker.log")
+        self.worker.wait_ready()
+
+    def submit(self, text: str = TEXT, **fields: Any) -> str:
+        response = self.http.post("/v1/jobs", json={"text": text, "voice": VOICE, **fields})
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def wait(self, job_id: str) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            job = self.http.get(f"/v1/jobs/{job_id}").json()
+            return job if job["status"] in ("succeeded", "failed", "canceled") else None
+
+        return dict(wait_until(done, timeout=60))
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.worker is not None:
+            self.worker.stop()
+        self.api.stop()
+
+
+@pytest.fixture
+def tone_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(redis_server, tmp_path, "ToneEngine")
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture
+def slow_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(redis_server, tmp_path, "SlowEngine", seconds=0.5)
+    yield fleet
+    fleet.stop()
+
+
+def test_timestamps_once_succeeded_as_json_vtt_and_srt(tone_fleet: Fleet) -> None:
+    job_id = tone_fleet.submit()
+    early = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "job_not_finished"
+    tone_fleet.start_worker()
+    job = tone_fleet.wait(job_id)
+    assert job["status"] == "succeeded"
+
+    found = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps").json()
+    assert found["granularity"] == "sentence"
+    items = found["items"]
+    assert " ".join(item["text"] for item in items) == TEXT
+    assert items[0]["start_s"] == 0
+    assert items[-1]["end_s"] == pytest.approx(job["audio"]["duration_s"], abs=0.002)
+    for item, after in itertools.pairwise(items):
+        assert item["start_s"] < item["end_s"] <= after["start_s"]
+
+    vtt = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params={"format": "vtt"})
+    assert vtt.headers["content-type"].startswith("text/vtt")
+    assert len(webvtt.from_buffer(io.StringIO(vtt.text))) == len(items)
+    subrip = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params={"format": "srt"})
+    assert subrip.headers["content-type"].startswith("application/x-subrip")
+    cues = list(srt.parse(subrip.text))
+    assert [c.end.total_seconds() for c in cues] == [i["end_s"] for i in items]
+
+    bad = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params={"format": "ass"})
+    assert bad.status_code == 422
+    with tone_fleet.api.client("globex") as other:
+        assert other.get(f"/v1/jobs/{job_id}/timestamps").status_code == 404
+
+
+def stored_pcm(fleet: Fleet, job_id: str) -> np.ndarray:
+    audio = fleet.http.get(f"/v1/jobs/{job_id}/audio")
+    samples, _ = soundfile.read(io.BytesIO(audio.content), dtype="int16")
+    return np.asarray(samples, dtype=np.int32)
+
+
+def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet) -> None:
+    job_id = slow_fleet.submit()
+    chunks: list[bytes] = []
+    status_at_first: list[str] = []
+
+    def listen() -> None:
+        with httpx.Client(base_url=slow_fleet.api.url, headers=slow_fleet.http.headers,
+                          timeout=60) as client:  # fmt: skip
+            with client.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+                assert response.headers["content-type"] == "audio/wav"
+                for chunk in response.iter_raw():
+                    if not chunks:
+                        status_at_first.append(client.get(f"/v1/jobs/{job_id}").json()["status"])
+                    chunks.append(chunk)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(0.3)  # the listener is waiting on a queued job (nothing asserted on time)
+    assert slow_fleet.http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    slow_fleet.start_worker()
+    listener.join(60)
+    assert not listener.is_alive()
+    job = slow_fleet.wait(job_id)
+    assert job["status"] == "succeeded"
+    # The first audio came while three more pieces of half a second each were still to make.
+    assert status_at_first == ["running"]
+
+    data = b"".join(chunks)
+    assert data[:4] == b"RIFF" and data[40:44] == b"\xff\xff\xff\xff"
+    streamed = np.frombuffer(data[44:], dtype="<i2").astype(np.int32)
+    stored = stored_pcm(slow_fleet, job_id)
+    assert len(streamed) == len(stored)
+    assert int(np.abs(streamed - stored).max()) <= 1
+
+    # Finished: the stream is replayed while it lingers, then the stored file is pointed to.
+    again = slow_fleet.http.get(f"/v1/jobs/{job_id}/audio/stream")
+    assert again.status_code == 200 and again.content == data
+    with redis.Redis.from_url(slow_fleet.settings.redis_url) as client:
+        client.delete(keys.audio_stream_key(job_id))
+    gone = slow_fleet.http.get(f"/v1/jobs/{job_id}/audio/stream", follow_redirects=False)
+    assert gone.status_code == 307 and gone.headers["location"] == f"/v1/jobs/{job_id}/audio"
+    with slow_fleet.api.client("globex") as other:
+        assert other.get(f"/v1/jobs/{job_id}/audio/stream").status_code == 404
+
+
+def test_a_canceled_job_closes_its_stream(tone_fleet: Fleet) -> None:
+    job_id = tone_fleet.submit()
+    assert tone_fleet.http.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    response = tone_fleet.http.get(f"/v1/jobs/{job_id}/audio/stream")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "job_not_finished"
+
+
+def test_mp3_jobs_stream_mp3(tone_fleet: Fleet) -> None:
+    tone_fleet.start_worker()
+    job_id = tone_fleet.submit(format="mp3")
+    with tone_fleet.http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+        assert response.headers["content-type"] == "audio/mpeg"
+        data = response.read()
+    assert tone_fleet.wait(job_id)["status"] == "succeeded"
+    assert data[:2] == b"\xff\xf3" or data[:3] == b"ID3"

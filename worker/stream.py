@@ -1,0 +1,152 @@
+"""Encodes a job's audio stretch by stretch into its stream container and publishes each
+stretch to the job's Redis stream (tasks.streams) as soon as it is final.
+
+WAV goes out with an open length (0xFFFFFFFF in the RIFF and data sizes, as streaming
+servers do); MP3 frames come from one libsndfile encoder fed stretch by stretch, so there
+is no gap at a seam. Resampling to the job's rate is one soxr stream for the same reason.
+Formats added later plug in here: pcm is the WAV body without its header, opus an Ogg
+stream written the way MP3 is (libsndfile writes Ogg Opus incrementally too).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import redis
+import soundfile
+import soxr
+
+from tasks import streams
+from tasks.jobs import AudioFormat, Job
+
+log = logging.getLogger(__name__)
+
+OPEN_LENGTH = 0xFFFFFFFF
+
+
+def wav_header(sample_rate: int, channels: int = 1, bits: int = 16) -> bytes:
+    """A 44-byte PCM WAV header whose lengths say 'unknown' (players read to the end)."""
+    block = channels * bits // 8
+    return (
+        b"RIFF"
+        + struct.pack("<I", OPEN_LENGTH)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", OPEN_LENGTH)
+    )
+
+
+def pcm16(samples: npt.NDArray[np.float32]) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+class StreamEncoder:
+    """Float samples at the engine's rate in, container bytes at the job's rate out."""
+
+    def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
+        self.format = streams.stream_format(fmt)
+        self.sample_rate = sample_rate
+        self._resampler: Any = None
+        self._buffer = io.BytesIO()
+        self._sent = 0
+        self._mp3: soundfile.SoundFile | None = None
+        self._header = b""
+        if self.format is AudioFormat.MP3:
+            self._mp3 = soundfile.SoundFile(
+                self._buffer, "w", samplerate=sample_rate, channels=1,
+                format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
+            )  # fmt: skip
+        else:
+            self._header = wav_header(sample_rate)
+
+    def _resample(self, samples: npt.NDArray[np.float32], rate: int, last: bool) -> Any:
+        if rate == self.sample_rate:
+            return samples
+        if self._resampler is None:
+            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, "float32", "HQ")
+        return self._resampler.resample_chunk(samples, last=last)
+
+    def encode(self, samples: npt.NDArray[np.float32], rate: int, last: bool = False) -> bytes:
+        samples = np.asarray(self._resample(samples, rate, last), dtype=np.float32)
+        header, self._header = self._header, b""
+        if self._mp3 is None:
+            return header + pcm16(samples)
+        if len(samples):
+            self._mp3.write(np.clip(samples, -1.0, 1.0))
+        if last:
+            self._mp3.close()
+        data = self._buffer.getvalue()
+        out, self._sent = data[self._sent :], len(data)
+        return _info_frame(out) if out and len(data) == len(out) else out
+
+
+def _info_frame(data: bytes) -> bytes:
+    """LAME's first frame is a zero-filled placeholder for the Xing tag it writes on close
+    (by seeking back, after those bytes were sent): decoders lose sync on it. Marked as an
+    Info tag with no fields, it is skipped and the stream decodes to its end."""
+    if len(data) < 4 or data[0] != 0xFF or (data[1] & 0xE0) != 0xE0:
+        return data
+    mpeg1 = (data[1] >> 3) & 0b11 == 0b11
+    mono = (data[3] >> 6) == 0b11
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    at = 4 + side
+    if data[at : at + 8] != bytes(8):
+        return data
+    return data[:at] + b"Info" + bytes(4) + data[at + 8 :]
+
+
+class StreamPublisher:
+    """XADDs one job's entries: trimmed to `max_entries`, expiring `ttl_s` after the last."""
+
+    def __init__(self, client: redis.Redis, job: Job, max_entries: int, ttl_s: int) -> None:
+        self._redis = client
+        self._key = streams.stream_key(job.id)
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._encoder = StreamEncoder(job.format, job.sample_rate)
+        self._index = 0
+        self._rate = 0
+
+    def _add(self, fields: streams.Entry, ttl_s: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xadd(self._key, cast(Any, fields), maxlen=self._max_entries, approximate=True)
+        pipe.expire(self._key, ttl_s)
+        pipe.execute()
+
+    def samples(self, samples: npt.NDArray[np.float32], rate: int) -> None:
+        """A stretch of final samples: encoded and published (a stream that cannot be
+        written never fails the job: listeners then fall back to the stored file)."""
+        self._rate = rate
+        self._publish(self._encoder.encode(samples, rate))
+
+    def close(self) -> None:
+        """The encoder's last bytes (resampler and MP3 tail), after the last stretch."""
+        rate = self._rate or self._encoder.sample_rate
+        self._publish(self._encoder.encode(np.zeros(0, np.float32), rate, last=True))
+
+    def _publish(self, data: bytes) -> None:
+        if not data and self._index > 0:
+            return
+        try:
+            self._add(streams.piece_entry(self._index, data), self._ttl_s)
+        except redis.RedisError as exc:
+            log.warning("stream of %s: cannot publish entry %d: %s", self._key, self._index, exc)
+        self._index += 1
+
+    @classmethod
+    def end(cls, client: redis.Redis, job_id: str, status: str) -> None:
+        """After the job's terminal status is recorded: listeners close, the stream lingers."""
+        key = streams.stream_key(job_id)
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.xadd(key, cast(Any, streams.end_entry(status)))
+            pipe.expire(key, streams.STREAM_LINGER_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stream of %s: cannot publish its end: %s", key, exc)
