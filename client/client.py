@@ -199,6 +199,23 @@ class Client:
             time.sleep(delay)
             delay = _next_poll(delay)
 
+    def stream(self, job_id: str) -> Iterator[bytes]:
+        """The audio while it is made, chunk by chunk, until the job ends; a job that
+        finished without a stream is its downloaded file, whole."""
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+            if response.status_code == 307:
+                yield self.download(job_id)
+                return
+            if response.status_code >= 400:
+                response.read()
+                raise error_of(response)
+            yield from response.iter_raw()
+
+    def timestamps(self, job_id: str) -> dict[str, Any]:
+        """`{"granularity": "word" | "sentence", "items": [{"text", "start_s", "end_s"}]}`."""
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/timestamps")
+        return result
+
     def download(self, job_id: str) -> bytes:
         """The audio bytes; follows the 307 to a presigned URL for S3 storage."""
         response = self._http.get(f"/v1/jobs/{job_id}/audio")

@@ -211,6 +211,16 @@ class CallbackInfo(BaseModel):
     last_status: int | None = None
 
 
+class Progress(BaseModel):
+    """How far a job's synthesis is: pieces of its text done of all, seconds of audio made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pieces_done: int
+    pieces_total: int
+    audio_s: float
+
+
 class Job(BaseModel):
     """A job record as the store holds it; `public()` is what clients see (DESIGN §4)."""
 
@@ -237,10 +247,11 @@ class Job(BaseModel):
     audio: AudioInfo | None = None
     error: ErrorInfo | None = None
     callback: CallbackInfo | None = None
+    progress: Progress | None = None
 
     _PUBLIC = (
         "id status created_at started_at finished_at voice format sample_rate priority "
-        "metadata loudness_lufs attempts audio error callback"
+        "metadata loudness_lufs attempts audio error callback progress"
     ).split()
 
     def public(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import redis
 
 from tasks import keys, scripts
 from tasks.errors import DeadlineExceeded, WorkerLost
-from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, job_id_floor, utc_now
+from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, Progress, job_id_floor, utc_now
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
@@ -30,6 +30,7 @@ _TRANSITION = scripts.load("tasks", "transition")
 _CLAIM = scripts.load("tasks", "claim")
 _RELEASE_LEASE = scripts.load("tasks", "release_lease")
 _HOLD_ACTIVE = scripts.load("tasks", "hold_active")
+_PROGRESS = scripts.load("tasks", "progress")
 
 
 class Claim(StrEnum):
@@ -107,6 +108,7 @@ class JobStore:
         self._release_lease = client.register_script(_RELEASE_LEASE)
         self._claim = client.register_script(_CLAIM)
         self._hold_active = client.register_script(_HOLD_ACTIVE)
+        self._progress = client.register_script(_PROGRESS)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
@@ -297,6 +299,10 @@ class JobStore:
         return self.transition(
             job_id, ("queued", "running"), JobStatus.CANCELED, finished_at=utc_now()
         )
+
+    def record_progress(self, job_id: str, progress: Progress) -> bool:
+        """Show how far a running job is (`progress` on the job); False if it is not running."""
+        return bool(self._progress(keys=[keys.job_key(job_id)], args=[progress.model_dump_json()]))
 
     def ping(self) -> bool:
         return bool(self._redis.ping())

@@ -92,9 +92,11 @@ def synthesize_in_order(
     requests: Sequence[SynthesisRequest],
     largest_group: int,
     on_samples: Callable[[Samples, int], None] | None = None,
+    on_piece: Callable[[int, int, float], None] | None = None,
 ) -> Spoken:
     """Synthesize `requests` group by group (`groups`), hand each stretch of joined samples
-    to `on_samples(samples, sample_rate)` as soon as it is final, and return the whole.
+    to `on_samples(samples, sample_rate)` as soon as it is final, tell `on_piece(done,
+    total, audio_s)` after each group, and return the whole.
 
     A transient error of any piece raises it (the job is retried); pieces the engine
     rejects as text are left out, unless all are (then that error is raised)."""
@@ -122,6 +124,8 @@ def synthesize_in_order(
             texts.append(request.text)
             if on_samples is not None and len(ready):
                 on_samples(ready, result.sample_rate)
+        if on_piece is not None and spoken:
+            on_piece(indexes.stop, len(requests), joiner.length / spoken[0].sample_rate)
     if not spoken:
         raise rejected or EngineError("no pieces to synthesize")
     rest = joiner.finish()

@@ -20,7 +20,7 @@ from tasks.errors import (
     StorageError,
     WorkerLost,
 )
-from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus
+from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, Progress
 from tasks.storage import Storage
 from tasks.store import Claim, ClaimResult, JobStore
 from worker.audio import encode
@@ -189,8 +189,14 @@ class JobRunner:
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
         stream = StreamPublisher(self.store.redis, job, self.stream_entries, self.stream_ttl_s)
         # Pieces the engine rejected (a lone "?!") are left out; the rest is the job's speech.
+
+        def progress(done: int, total: int, audio_s: float) -> None:
+            self.store.record_progress(job.id, Progress(
+                pieces_done=done, pieces_total=total, audio_s=round(audio_s, 3)
+            ))  # fmt: skip
+
         spoken = synthesize_in_order(
-            self.synthesizer, requests, self.largest_group, on_samples=stream.samples
+            self.synthesizer, requests, self.largest_group, stream.samples, progress
         )
         stream.close()
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)

@@ -125,6 +125,7 @@ def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet)
     job_id = slow_fleet.submit()
     chunks: list[bytes] = []
     status_at_first: list[str] = []
+    progress_seen: list[dict[str, Any] | None] = []
 
     def listen() -> None:
         with httpx.Client(base_url=slow_fleet.api.url, headers=slow_fleet.http.headers,
@@ -132,8 +133,10 @@ def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet)
             with client.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
                 assert response.headers["content-type"] == "audio/wav"
                 for chunk in response.iter_raw():
+                    job = client.get(f"/v1/jobs/{job_id}").json()
                     if not chunks:
-                        status_at_first.append(client.get(f"/v1/jobs/{job_id}").json()["status"])
+                        status_at_first.append(job["status"])
+                    progress_seen.append(job["progress"])
                     chunks.append(chunk)
 
     listener = threading.Thread(target=listen)
@@ -147,6 +150,10 @@ def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet)
     assert job["status"] == "succeeded"
     # The first audio came while three more pieces of half a second each were still to make.
     assert status_at_first == ["running"]
+    # Progress moved piece by piece (groups of 1, 2, 1) and ends whole.
+    assert any(p is not None and 0 < p["pieces_done"] < 4 for p in progress_seen)
+    assert job["progress"]["pieces_done"] == job["progress"]["pieces_total"] == 4
+    assert job["progress"]["audio_s"] == pytest.approx(job["audio"]["duration_s"], abs=0.002)
 
     data = b"".join(chunks)
     assert data[:4] == b"RIFF" and data[40:44] == b"\xff\xff\xff\xff"

@@ -58,13 +58,17 @@ def test_samples_are_handed_on_in_order_as_each_group_ends() -> None:
     texts = [f"piece {i}." for i in range(6)]
     recorder = Recorder(reject="piece 4.")
     seen: list[int] = []
+    progress: list[tuple[int, int, float]] = []
     spoken = synthesize_in_order(
         recorder,
         [SynthesisRequest(t, "v") for t in texts],
         largest_group=2,
         on_samples=lambda samples, rate: seen.append(len(samples)),
+        on_piece=lambda done, total, audio_s: progress.append((done, total, audio_s)),
     )
     assert recorder.calls == [texts[0:1], texts[1:3], texts[3:5], texts[5:6]]
+    assert [(done, total) for done, total, _ in progress] == [(1, 6), (3, 6), (5, 6), (6, 6)]
+    assert progress[-1][2] == len(spoken.audio.samples) / RATE
     assert spoken.texts == [t for t in texts if t != "piece 4."]
     assert sum(seen) == len(spoken.audio.samples)
     np.testing.assert_array_equal(spoken.audio.samples, join(spoken.pieces).samples)
