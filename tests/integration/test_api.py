@@ -20,6 +20,7 @@ from worker.runner import JobRunner
 JOB_FIELDS = {
     "id", "status", "created_at", "started_at", "finished_at", "voice", "format", "sample_rate",
     "priority", "metadata", "loudness_lufs", "attempts", "audio", "error", "callback",
+    "progress",
 }  # fmt: skip
 
 
