@@ -1,5 +1,6 @@
 // The ttsfleet playground: submits a job with the key kept in localStorage, polls it until it
-// ends, and plays the audio. No framework and no build step, so the API can serve it as is.
+// ends, plays its audio while it is made (the WAV stream, through Web Audio) and then the
+// whole file. No framework and no build step, so the API can serve it as is.
 "use strict";
 
 const KEY_STORAGE = "ttsfleet.apiKey";
@@ -8,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 
 let currentJob = null; // id of the job shown in the Job card
 let audioUrl = null; // object URL of the audio shown, revoked when replaced
+let live = null; // {jobId, context}: the job being heard while it is made
 
 function apiKey() {
   return localStorage.getItem(KEY_STORAGE) || "";
@@ -56,6 +58,10 @@ function describeJob(job) {
   if (job.started_at && job.finished_at) {
     const ms = Date.parse(job.finished_at) - Date.parse(job.created_at);
     parts.push(`done in ${ms} ms`);
+  }
+  if (job.progress && !TERMINAL.has(job.status)) {
+    const { pieces_done: done, pieces_total: total, audio_s: made } = job.progress;
+    parts.push(`piece ${done} of ${total}, ${made.toFixed(1)} s made`);
   }
   if (job.error) parts.push(`${job.error.code}: ${job.error.message}`);
   return parts.join(" · ");
@@ -110,6 +116,63 @@ async function loadAudio(job) {
   link.hidden = false;
 }
 
+// The stream endpoint sends the job's audio while it is made; for every format but mp3 it
+// is 16-bit WAV with an open length, so each chunk's samples can be scheduled right away,
+// back to back, on an AudioContext (made in the click that submitted, so it may play).
+async function listen(jobId, context) {
+  const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/audio/stream`);
+  const note = $("live");
+  if (response.headers.get("content-type") !== "audio/wav" || !response.body) {
+    response.body && response.body.cancel();
+    return;
+  }
+  const reader = response.body.getReader();
+  let pending = new Uint8Array(0);
+  let rate = 0;
+  let next = 0;
+  let received = 0;
+  note.hidden = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done || !live || live.jobId !== jobId) break;
+    const joined = new Uint8Array(pending.length + value.length);
+    joined.set(pending);
+    joined.set(value, pending.length);
+    pending = joined;
+    if (!rate) {
+      if (pending.length < 44) continue;
+      rate = new DataView(pending.buffer).getUint32(24, true);
+      pending = pending.slice(44);
+    }
+    const usable = pending.length - (pending.length % 2);
+    if (!usable) continue;
+    const pcm = new Int16Array(pending.slice(0, usable).buffer);
+    pending = pending.slice(usable);
+    const buffer = context.createBuffer(1, pcm.length, rate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    next = Math.max(next, context.currentTime + 0.05);
+    source.start(next);
+    next += buffer.duration;
+    received += buffer.duration;
+    note.dataset.seconds = received.toFixed(3);
+    note.textContent = `Playing while it is made: ${received.toFixed(1)} s received.`;
+  }
+  if (live && live.jobId === jobId && rate) {
+    note.textContent = `Heard while it was made: ${received.toFixed(1)} s. The whole file is below.`;
+  }
+}
+
+function stopListening() {
+  if (live) live.context.close();
+  live = null;
+  $("live").hidden = true;
+  delete $("live").dataset.seconds;
+}
+
 // Poll quickly at first (a short sentence takes well under a second), then back off.
 async function follow(jobId) {
   let delay = 150;
@@ -130,6 +193,7 @@ async function follow(jobId) {
 
 async function openJob(jobId) {
   clearError();
+  stopListening();
   currentJob = jobId;
   resetAudio();
   try {
@@ -153,6 +217,8 @@ async function submitJob(event) {
   if ($("loudness").value !== "") body.loudness_lufs = Number($("loudness").value);
   const button = $("submit");
   button.disabled = true;
+  stopListening();
+  const context = window.AudioContext ? new AudioContext() : null;
   try {
     const response = await api("/v1/jobs", {
       method: "POST",
@@ -164,6 +230,12 @@ async function submitJob(event) {
     resetAudio();
     showJob(job);
     refreshRecent().catch(showError);
+    if (context && job.format !== "mp3") {
+      live = { jobId: job.id, context };
+      listen(job.id, context).catch(showError);
+    } else if (context) {
+      context.close();
+    }
     await follow(job.id);
   } catch (err) {
     showError(err);

@@ -196,3 +196,41 @@ def test_an_api_error_is_shown_as_the_api_words_it(tab: Tab, fleet: ApiServer) -
     enter_key(page, "not-a-key")
     expect(page.locator("#error-code")).to_have_text("unauthorized")
     assert tab.script_errors == []
+
+
+def test_a_long_job_plays_while_it_is_made_and_shows_its_progress(
+    tab: Tab, fleet: ApiServer
+) -> None:
+    page = tab.page
+    page.goto(fleet.url + "/")
+    enter_key(page, API_KEYS["acme"])
+    text = " ".join([SENTENCE] * 12)  # about 900 characters: four pieces
+    page.get_by_label("Text", exact=True).fill(text)
+    page.get_by_label("Format").select_option("wav")
+    page.evaluate(
+        """() => {
+        window.details = [];
+        window.heard = [];
+        const details = document.getElementById('job-details');
+        const live = document.getElementById('live');
+        new MutationObserver(() => window.details.push(details.textContent))
+          .observe(details, {childList: true, characterData: true, subtree: true});
+        new MutationObserver(() => window.heard.push(
+            [live.dataset.seconds, document.getElementById('job-status').textContent]))
+          .observe(live, {attributes: true, attributeFilter: ['data-seconds']});
+    }"""
+    )
+    page.get_by_role("button", name="Synthesize").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#live")).to_contain_text("Heard while it was made")
+    job_id = page.locator("#job-id").inner_text()
+    with fleet.client() as http:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+
+    heard: list[list[str]] = page.evaluate("window.heard")
+    # Audio was scheduled while the job still ran, and in the end all of it was heard.
+    assert any(status == "running" for _, status in heard), heard
+    assert float(heard[-1][0]) == pytest.approx(job["audio"]["duration_s"], abs=0.05)
+    details: list[str] = page.evaluate("window.details")
+    assert any("piece 1 of 4" in d or "piece 3 of 4" in d for d in details), details
+    assert tab.script_errors == []
