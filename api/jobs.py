@@ -98,6 +98,7 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
         loudness_lufs=request.loudness_lufs,
         storage_key=f"{tenant.id}/{job_id}.{request.format.extension}",
         callback=CallbackInfo(url=str(request.callback_url)) if request.callback_url else None,
+        callback_events=sorted(set(request.callback_events)),
     )
 
 

@@ -27,7 +27,7 @@ from callbacks.deadline import AttemptDeadline
 from callbacks.outbox import CallbackState, Event, Outbox
 from client.webhooks import signature_header
 from tasks.errors import CallbackForbidden
-from tasks.jobs import Job
+from tasks.jobs import PROGRESS_EVENT, Job, utc_now
 from tasks.presence import Presence
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard, Destination
@@ -124,7 +124,9 @@ class CallbackDelivery:
         return tenant.webhook_secrets if tenant is not None else ()
 
     def body(self, event: Event, job: Job) -> bytes:
-        payload = {"type": event.type, "timestamp": job.finished_at, "data": job.public()}
+        # A progress event is about now: the job has no finished_at yet.
+        timestamp = job.finished_at or utc_now()
+        payload = {"type": event.type, "timestamp": timestamp, "data": job.public()}
         return json.dumps(payload, separators=(",", ":")).encode()
 
     def _post(self, destination: Destination, event: Event, job: Job) -> Attempt:
@@ -194,6 +196,8 @@ class CallbackDelivery:
             state: CallbackState = "delivered"
         elif status == 410 or event.attempts + 1 >= len(self.schedule):
             state = "failed"
+        elif event.type == PROGRESS_EVENT:
+            state = "failed"  # not retried: the next progress event (or the end) supersedes it
         else:
             state = "pending"
         next_due = 0.0

@@ -25,6 +25,10 @@ from tasks.errors import InvalidJob
 METADATA_MAX_BYTES = 16 * 1024
 DEADLINE_MAX_S = 604800
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+# Webhook event types a job may list in `callback_events`: the terminal ones are always sent
+# (listing them changes nothing); `job.progress` is the opt-in.
+CallbackEvent = Literal["job.succeeded", "job.failed", "job.canceled", "job.progress"]
+PROGRESS_EVENT = "job.progress"
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -154,12 +158,15 @@ class JobRequest(BaseModel):
     loudness_lufs: float | None = Field(
         default=None, ge=LOUDNESS_MIN_LUFS, le=LOUDNESS_MAX_LUFS, allow_inf_nan=False, strict=True
     )
+    callback_events: list[CallbackEvent] = Field(default_factory=list, max_length=4)
 
     @model_validator(mode="after")
     def _rate_fits_format(self) -> JobRequest:
         fixed = self.format.fixed_rate
         if fixed is not None and self.sample_rate not in (None, fixed):
             raise ValueError(f"format {self.format.value} is always {fixed} Hz")
+        if self.callback_events and self.callback_url is None:
+            raise ValueError("callback_events needs a callback_url")
         return self
 
     @field_validator("text")
@@ -247,6 +254,8 @@ class Job(BaseModel):
     audio: AudioInfo | None = None
     error: ErrorInfo | None = None
     callback: CallbackInfo | None = None
+    # Opted-in webhook events besides the terminal ones (`job.progress`); not shown.
+    callback_events: list[str] = Field(default_factory=list)
     progress: Progress | None = None
 
     _PUBLIC = (

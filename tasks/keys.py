@@ -183,6 +183,12 @@ def callback_event_id(job_id: str, status: str) -> str:
     return f"msg_{job_id}_{status}"
 
 
+def progress_event_id(job_id: str, pieces_done: int) -> str:
+    """The `webhook-id` of a `job.progress` event: one per job and count of pieces done, so
+    a run that goes over the same pieces again sends no second event for them."""
+    return f"msg_{job_id}_progress_{pieces_done}"
+
+
 # Hash per worker node (node, model, device, queue, pid, started, beat, jobs_done, jobs_per_s,
 # in_flight, recycles; draining once `ttsfleet fleet drain` ran), written every few seconds
 # by the worker with a TTL of three beats, so `ttsfleet fleet` sees live workers without a

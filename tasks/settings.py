@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # falls further behind is cut off), expiring this long after the last one was written.
     stream_max_entries: int = Field(default=64, ge=2)
     stream_ttl_s: int = Field(default=3600, ge=1)
+    # A job that opted in to `job.progress` webhooks gets one at most this often (seconds).
+    progress_event_s: float = Field(default=10.0, ge=0)
     models: dict[str, ModelSpec] = Field(default_factory=_default_models)
     job_ttl_s: int = 604800
     api_port: int = 8000

@@ -300,9 +300,15 @@ class JobStore:
             job_id, ("queued", "running"), JobStatus.CANCELED, finished_at=utc_now()
         )
 
-    def record_progress(self, job_id: str, progress: Progress) -> bool:
-        """Show how far a running job is (`progress` on the job); False if it is not running."""
-        return bool(self._progress(keys=[keys.job_key(job_id)], args=[progress.model_dump_json()]))
+    def record_progress(self, job_id: str, progress: Progress, event: bool = False) -> bool:
+        """Show how far a running job is (`progress` on the job) and, with `event`, queue
+        its `job.progress` webhook (tasks.keys.progress_event_id); False if not running."""
+        event_id = keys.progress_event_id(job_id, progress.pieces_done) if event else ""
+        applied = self._progress(
+            keys=[keys.job_key(job_id), keys.CALLBACK_OUTBOX, keys.callback_event_key(event_id)],
+            args=[progress.model_dump_json(), event_id, repr(time.time()), self._ttl_s],
+        )
+        return bool(applied)
 
     def ping(self) -> bool:
         return bool(self._redis.ping())

@@ -7,7 +7,8 @@ Celery task in `worker.task` only decodes the message and acts on the `Outcome`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +21,7 @@ from tasks.errors import (
     StorageError,
     WorkerLost,
 )
-from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, Progress
+from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, Progress
 from tasks.storage import Storage
 from tasks.store import Claim, ClaimResult, JobStore
 from worker.audio import encode
@@ -74,6 +75,8 @@ class JobRunner:
         largest_group: int = 16,
         stream_entries: int = 64,
         stream_ttl_s: int = 3600,
+        progress_event_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -89,6 +92,9 @@ class JobRunner:
         self.largest_group = largest_group
         self.stream_entries = stream_entries
         self.stream_ttl_s = stream_ttl_s
+        # A job that opted in gets a job.progress webhook at most this often.
+        self.progress_event_s = progress_event_s
+        self.clock = clock
 
     def run(self, job_id: str) -> Outcome:
         if self.runs is None:
@@ -189,11 +195,17 @@ class JobRunner:
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
         stream = StreamPublisher(self.store.redis, job, self.stream_entries, self.stream_ttl_s)
         # Pieces the engine rejected (a lone "?!") are left out; the rest is the job's speech.
+        wants_events = job.callback is not None and PROGRESS_EVENT in job.callback_events
+        last_event = [self.clock()]
 
         def progress(done: int, total: int, audio_s: float) -> None:
+            now = self.clock()
+            event = wants_events and done < total and now - last_event[0] >= self.progress_event_s
+            if event:
+                last_event[0] = now
             self.store.record_progress(job.id, Progress(
                 pieces_done=done, pieces_total=total, audio_s=round(audio_s, 3)
-            ))  # fmt: skip
+            ), event=event)  # fmt: skip
 
         spoken = synthesize_in_order(
             self.synthesizer, requests, self.largest_group, stream.samples, progress

@@ -1,5 +1,6 @@
 -- KEYS: outbox, event, job. ARGV: event id, lease token, state, last HTTP status ('' if
--- none), next due (for pending). The job's `callback` shows the same state, in one step.
+-- none), next due (for pending). The job's `callback` shows the same state, in one step:
+-- the state of its terminal event, so a job.progress event leaves it as it is.
 if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then return -1 end
 local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HDEL', KEYS[2], 'lease')
@@ -9,6 +10,7 @@ if ARGV[3] == 'pending' then
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
+if redis.call('HGET', KEYS[2], 'type') == 'job.progress' then return attempts end
 local raw = redis.call('HGET', KEYS[3], 'callback')
 if raw and raw ~= 'null' then
   local cb = cjson.decode(raw)
