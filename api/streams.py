@@ -9,6 +9,7 @@ its stored audio.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal, cast
 
@@ -28,6 +29,10 @@ TenantDep = Annotated[Tenant, Depends(authenticate)]
 
 # How long one XREAD waits before the reader looks at the job's status again.
 BLOCK_MS = 1000
+# How long a request waits for a job's first audio, at most (`wait_s` may ask for less):
+# HTTP clients and proxies give up on a response that sends nothing for long, so a job with
+# a queue ahead of it answers 409 with Retry-After and the client asks again.
+FIRST_AUDIO_WAIT_S = 15.0
 
 
 async def _job(request: Request, tenant: Tenant, job_id: str) -> Job:
@@ -70,6 +75,10 @@ async def get_timestamps(
     return found.model_dump(mode="json")
 
 
+class NoAudioYet(Exception):
+    """The job's first audio did not come within the wait: the client asks again."""
+
+
 class StreamGap(Exception):
     """Entries this listener still needed were trimmed away: it cannot go on seamlessly."""
 
@@ -95,9 +104,18 @@ class PieceReader:
         found: Any = await self._client.xread({self._key: self._last_id}, count=256, block=block_ms)
         return cast(list[tuple[bytes, dict[bytes, bytes]]], found[0][1]) if found else []
 
-    async def chunks(self) -> AsyncGenerator[bytes]:
+    async def chunks(self, first_within_s: float) -> AsyncGenerator[bytes]:
+        """Raises NoAudioYet if the first entry is not there within `first_within_s` (each
+        wait is bounded by it, so no Redis command is ever cancelled midway)."""
+        deadline = time.monotonic() + first_within_s
         while True:
-            entries = await self._read(BLOCK_MS)
+            block_ms = BLOCK_MS
+            if self._next == 0:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0 and not await self._ended():
+                    raise NoAudioYet
+                block_ms = max(1, min(BLOCK_MS, left_ms))
+            entries = await self._read(block_ms)
             if not entries:
                 if not await self._ended():
                     continue
@@ -123,16 +141,27 @@ class PieceReader:
     responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}}, 307: {}},
     response_model=None,
 )
-async def stream_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
+async def stream_audio(
+    request: Request,
+    job_id: str,
+    tenant: TenantDep,
+    wait_s: Annotated[float, Query(ge=0, le=FIRST_AUDIO_WAIT_S)] = FIRST_AUDIO_WAIT_S,
+) -> Response:
     """The audio as chunked HTTP while the job is made, in its format if that streams (wav
-    with an open length, mp3), else as WAV; a job already done without a stream is a 307."""
+    with an open length, mp3), else as WAV; a job already done without a stream is a 307.
+    A job with no audio yet within `wait_s` (a queue ahead of it) is 409 with Retry-After."""
     job = await _job(request, tenant, job_id)
     reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id)
-    chunks = reader.chunks()
+    chunks = reader.chunks(wait_s)
     try:
         first = await anext(chunks, None)
     except StreamGap:
         first = None
+    except NoAudioYet:
+        raise errors.JobNotFinished(
+            f"the job is {job.status.value} with no audio yet after {wait_s:g} s; ask again",
+            {"Retry-After": str(errors.RETRY_AFTER_S)},
+        ) from None
     if first is None:
         await chunks.aclose()
         job = await _job(request, tenant, job_id)

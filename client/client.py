@@ -200,16 +200,23 @@ class Client:
             delay = _next_poll(delay)
 
     def stream(self, job_id: str) -> Iterator[bytes]:
-        """The audio while it is made, chunk by chunk, until the job ends; a job that
-        finished without a stream is its downloaded file, whole."""
-        with self._http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
-            if response.status_code == 307:
-                yield self.download(job_id)
-                return
-            if response.status_code >= 400:
+        """The audio while it is made, chunk by chunk, until the job ends (waiting, as the
+        API says, while a queued job has none yet); a job that finished without a stream
+        is its downloaded file, whole."""
+        while True:
+            with self._http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+                if response.status_code == 307:
+                    yield self.download(job_id)
+                    return
+                if response.status_code < 400:
+                    yield from response.iter_raw()
+                    return
                 response.read()
-                raise error_of(response)
-            yield from response.iter_raw()
+                error = error_of(response)
+            # No audio yet (a queue ahead of the job): ask again, unless the job has ended.
+            if error.code != "job_not_finished" or self.get(job_id)["status"] in TERMINAL:
+                raise error
+            time.sleep(float(error.retry_after or 1))
 
     def timestamps(self, job_id: str) -> dict[str, Any]:
         """`{"granularity": "word" | "sentence", "items": [{"text", "start_s", "end_s"}]}`."""

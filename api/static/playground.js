@@ -120,7 +120,18 @@ async function loadAudio(job) {
 // is 16-bit WAV with an open length, so each chunk's samples can be scheduled right away,
 // back to back, on an AudioContext (made in the click that submitted, so it may play).
 async function listen(jobId, context) {
-  const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/audio/stream`);
+  let response = null;
+  while (!response) {
+    try {
+      response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/audio/stream`);
+    } catch (err) {
+      // No audio yet (a queue ahead of the job) is asked again while the job is being
+      // followed; a job that ended without audio is shown by `follow`, not here.
+      if (err.code !== "job_not_finished") throw err;
+      if (!live || live.jobId !== jobId || TERMINAL.has($("job-status").textContent)) return;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
   const note = $("live");
   if (response.headers.get("content-type") !== "audio/wav" || !response.body) {
     response.body && response.body.cancel();

@@ -127,17 +127,23 @@ def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet)
     status_at_first: list[str] = []
     progress_seen: list[dict[str, Any] | None] = []
 
+    def take(response: httpx.Response, client: httpx.Client) -> None:
+        for chunk in response.iter_raw():
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if not chunks:
+                status_at_first.append(job["status"])
+            progress_seen.append(job["progress"])
+            chunks.append(chunk)
+
     def listen() -> None:
         with httpx.Client(base_url=slow_fleet.api.url, headers=slow_fleet.http.headers,
                           timeout=60) as client:  # fmt: skip
-            with client.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
-                assert response.headers["content-type"] == "audio/wav"
-                for chunk in response.iter_raw():
-                    job = client.get(f"/v1/jobs/{job_id}").json()
-                    if not chunks:
-                        status_at_first.append(job["status"])
-                    progress_seen.append(job["progress"])
-                    chunks.append(chunk)
+            for _ in range(20):  # the worker starts late: ask again while there is no audio
+                with client.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+                    if response.status_code != 409:
+                        assert response.headers["content-type"] == "audio/wav"
+                        take(response, client)
+                        return
 
     listener = threading.Thread(target=listen)
     listener.start()
@@ -171,6 +177,15 @@ def test_a_queued_job_streams_piece_by_piece_and_ends_with_it(slow_fleet: Fleet)
     assert gone.status_code == 307 and gone.headers["location"] == f"/v1/jobs/{job_id}/audio"
     with slow_fleet.api.client("globex") as other:
         assert other.get(f"/v1/jobs/{job_id}/audio/stream").status_code == 404
+
+
+def test_a_job_with_no_audio_yet_is_409_after_wait_s(tone_fleet: Fleet) -> None:
+    job_id = tone_fleet.submit()  # no worker: it stays queued
+    response = tone_fleet.http.get(f"/v1/jobs/{job_id}/audio/stream", params={"wait_s": 0.5})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "job_not_finished"
+    assert response.headers["retry-after"]
+    too_long = tone_fleet.http.get(f"/v1/jobs/{job_id}/audio/stream", params={"wait_s": 16})
+    assert too_long.status_code == 422
 
 
 def test_a_canceled_job_closes_its_stream(tone_fleet: Fleet) -> None:
