@@ -162,7 +162,8 @@ SUBMIT_RESPONSES = responses(
 READ_RESPONSES = responses(*_V1, NotFound, RateLimited)
 LIST_RESPONSES = responses(*_V1, InvalidRequest, RateLimited)
 CANCEL_RESPONSES = responses(*_V1, NotFound, JobAlreadyTerminal)
-AUDIO_RESPONSES = responses(*_V1, NotFound, JobNotFinished, RateLimited)
+AUDIO_ERRORS = (*_V1, NotFound, JobNotFinished, RateLimited)
+AUDIO_RESPONSES = responses(*AUDIO_ERRORS)
 VOICES_RESPONSES = responses(Unauthorized)
 
 

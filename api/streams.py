@@ -19,9 +19,10 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response, Str
 
 from api import errors
 from api.auth import authenticate
+from api.reads import JobReads
 from tasks import keys, streams, timestamps
 from tasks.jobs import Job, JobStatus
-from tasks.store import MAX_JOB_ID_CHARS, TERMINAL, tenant_job
+from tasks.store import MAX_JOB_ID_CHARS, TERMINAL
 from tasks.tenants import Tenant
 
 router = APIRouter(prefix="/v1")
@@ -32,16 +33,13 @@ BLOCK_MS = 1000
 # How long a request waits for a job's first audio, at most (`wait_s` may ask for less):
 # HTTP clients and proxies give up on a response that sends nothing for long, so a job with
 # a queue ahead of it answers 409 with Retry-After and the client asks again.
-FIRST_AUDIO_WAIT_S = 15.0
+FIRST_AUDIO_WAIT_S = 8.0
 
 
 async def _job(request: Request, tenant: Tenant, job_id: str) -> Job:
-    client: redis.asyncio.Redis = request.app.state.redis
-    job = None
-    if len(job_id) <= MAX_JOB_ID_CHARS:
-        job = tenant_job(
-            cast(dict[str, str], await client.hgetall(keys.job_key(job_id))), tenant.id
-        )
+    """The tenant's job through the API's rate-limited read (api.reads), else 404."""
+    reads: JobReads = request.app.state.reads
+    job = await reads.get(tenant.id, job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
     if job is None:
         raise errors.NotFound(f"no job {job_id!r}")
     return job
@@ -49,7 +47,10 @@ async def _job(request: Request, tenant: Tenant, job_id: str) -> Job:
 
 @router.get(
     "/jobs/{job_id}/timestamps",
-    responses={200: {"content": {"text/vtt": {}, "application/x-subrip": {}}}},
+    responses={
+        200: {"content": {"text/vtt": {}, "application/x-subrip": {}}},
+        **errors.responses(*errors.AUDIO_ERRORS, errors.InvalidRequest),
+    },
     response_model=None,
 )
 async def get_timestamps(
@@ -138,7 +139,11 @@ class PieceReader:
 
 @router.get(
     "/jobs/{job_id}/audio/stream",
-    responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}}, 307: {}},
+    responses={
+        200: {"content": {"audio/wav": {}, "audio/mpeg": {}, "audio/pcm": {}}},
+        307: {"description": "the stored audio (the job ended without a stream)"},
+        **errors.responses(*errors.AUDIO_ERRORS, errors.InvalidRequest),
+    },
     response_model=None,
 )
 async def stream_audio(

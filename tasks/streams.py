@@ -18,7 +18,7 @@ STREAM_LINGER_S = 60
 
 # Formats whose bytes can be sent before their length is known; any other job streams as
 # WAV with an open length (its stored file keeps the asked format).
-_STREAMABLE = {AudioFormat.WAV, AudioFormat.MP3}
+_STREAMABLE = {AudioFormat.WAV, AudioFormat.MP3, AudioFormat.PCM}
 
 
 def stream_format(fmt: AudioFormat) -> AudioFormat:

@@ -3,9 +3,10 @@ stretch to the job's Redis stream (tasks.streams) as soon as it is final.
 
 WAV goes out with an open length (0xFFFFFFFF in the RIFF and data sizes, as streaming
 servers do); MP3 frames come from one libsndfile encoder fed stretch by stretch, so there
-is no gap at a seam. Resampling to the job's rate is one soxr stream for the same reason.
-Formats added later plug in here: pcm is the WAV body without its header, opus an Ogg
-stream written the way MP3 is (libsndfile writes Ogg Opus incrementally too).
+is no gap at a seam; pcm is the WAV body without its header. Resampling to the job's rate
+is one soxr stream for the same reason. Other formats stream as WAV (Ogg Opus could be
+written the way MP3 is: not done yet). A job with `loudness_lufs` is normalized stretch by
+stretch here (the stored file uses the whole job's measure).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import soxr
 
 from tasks import streams
 from tasks.jobs import AudioFormat, Job
+from worker import loudness
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,13 @@ def pcm16(samples: npt.NDArray[np.float32]) -> bytes:
 class StreamEncoder:
     """Float samples at the engine's rate in, container bytes at the job's rate out."""
 
-    def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
+    def __init__(
+        self, fmt: AudioFormat, sample_rate: int, loudness_lufs: float | None = None
+    ) -> None:
         self.format = streams.stream_format(fmt)
         self.sample_rate = sample_rate
+        self.loudness_lufs = loudness_lufs
+        self._gain = 1.0
         self._resampler: Any = None
         self._buffer = io.BytesIO()
         self._sent = 0
@@ -62,7 +68,7 @@ class StreamEncoder:
                 self._buffer, "w", samplerate=sample_rate, channels=1,
                 format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
             )  # fmt: skip
-        else:
+        elif self.format is AudioFormat.WAV:
             self._header = wav_header(sample_rate)
 
     def _resample(self, samples: npt.NDArray[np.float32], rate: int, last: bool) -> Any:
@@ -74,6 +80,8 @@ class StreamEncoder:
 
     def encode(self, samples: npt.NDArray[np.float32], rate: int, last: bool = False) -> bytes:
         samples = np.asarray(self._resample(samples, rate, last), dtype=np.float32)
+        if self.loudness_lufs is not None and len(samples):
+            samples = self._normalize(samples)
         header, self._header = self._header, b""
         if self._mp3 is None:
             return header + pcm16(samples)
@@ -84,6 +92,22 @@ class StreamEncoder:
         data = self._buffer.getvalue()
         out, self._sent = data[self._sent :], len(data)
         return _info_frame(out) if out and len(data) == len(out) else out
+
+    def _normalize(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """This stretch at the job's loudness; one too short to measure (a seam's last
+        milliseconds) gets the gain the stretch before it got."""
+        assert self.loudness_lufs is not None
+        if len(samples) <= int(loudness.MIN_MEASURABLE_S * self.sample_rate):
+            kept: npt.NDArray[np.float32] = np.clip(samples * self._gain, -1.0, 1.0).astype(
+                np.float32
+            )
+            return kept
+        out: npt.NDArray[np.float32] = loudness.normalize(
+            samples, self.sample_rate, self.loudness_lufs
+        )
+        level = float(np.sum(np.abs(samples)))
+        self._gain = float(np.sum(np.abs(out))) / level if level > 0 else 1.0
+        return out
 
 
 def _info_frame(data: bytes) -> bytes:
@@ -109,7 +133,7 @@ class StreamPublisher:
         self._key = streams.stream_key(job.id)
         self._max_entries = max_entries
         self._ttl_s = ttl_s
-        self._encoder = StreamEncoder(job.format, job.sample_rate)
+        self._encoder = StreamEncoder(job.format, job.sample_rate, job.loudness_lufs)
         self._index = 0
         self._rate = 0
 

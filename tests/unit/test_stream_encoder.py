@@ -51,3 +51,21 @@ def test_mp3_stretches_are_one_stream() -> None:
 
 def test_formats_that_cannot_stream_go_out_as_wav() -> None:
     assert StreamEncoder(AudioFormat.FLAC, 16000).format is AudioFormat.WAV
+
+
+def test_pcm_streams_bare_samples() -> None:
+    data = stretches(StreamEncoder(AudioFormat.PCM, 16000), 16000)
+    pcm = np.frombuffer(data, dtype="<i2")
+    np.testing.assert_allclose(
+        pcm / 32767.0, np.concatenate([tone(0.3, 16000)] * 4), atol=1 / 32767
+    )
+
+
+def test_loudness_is_met_stretch_by_stretch() -> None:
+    from worker.loudness import integrated_lufs
+
+    encoder = StreamEncoder(AudioFormat.PCM, 16000, loudness_lufs=-20.0)
+    for level in (0.05, 0.4):  # a quiet stretch and a loud one come out alike
+        quiet = level * tone(1.0, 16000) / 0.3
+        out = np.frombuffer(encoder.encode(quiet.astype(np.float32), 16000), dtype="<i2")
+        assert integrated_lufs(out / 32767.0, 16000) == pytest.approx(-20.0, abs=0.5)
