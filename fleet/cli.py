@@ -177,7 +177,11 @@ def register(sub: Any) -> None:
     health = sub.add_parser(
         "health", help="exit 0 if this host's ROLE process is alive (container health checks)"
     )
-    health.add_argument("role", choices=["api", "worker", "dispatcher", "callbacks", "flower"])
+    health.add_argument(
+        "role",
+        choices=["api", "worker", "dispatcher", "callbacks", "flower"],
+        help="the process to check",
+    )
     health.add_argument("--host", default=None, help="whose process (default: this hostname)")
     health.add_argument("--port", type=int, default=None, help="api/flower: the local port")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for answers")
