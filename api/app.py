@@ -9,14 +9,16 @@ from typing import Any
 
 import redis.asyncio
 from celery import Celery
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import docs, errors, metrics
+from api.cancel import Canceler
 from api.jobs import router
 from api.openai import router as openai_router
+from api.pool import BoundedPool
 from api.reads import JobReads
 from api.streams import router as streams_router
 from api.submission import Submission
@@ -42,12 +44,11 @@ def create_app(
     tenants: TenantDirectory | None = None,
 ) -> FastAPI:
     """Build the API; collaborators default to the ones `settings` describe."""
-    # Submits and status polls await Redis on the event loop (api.submission, api.jobs); the
-    # rest of the API reads through the store's blocking client in worker threads. A burst
-    # waits for one of REDIS_CONNECTIONS instead of failing (the plain asyncio pool refuses
-    # past its cap) or opening hundreds.
+    # Every route awaits Redis on the event loop with this client (no blocking client in a
+    # worker thread: bench.api). A burst waits for one of REDIS_CONNECTIONS instead of failing
+    # (the plain asyncio pool refuses past its cap) or opening hundreds.
     client = redis.asyncio.Redis.from_pool(
-        redis.asyncio.BlockingConnectionPool.from_url(
+        BoundedPool.from_url(
             settings.redis_url,
             max_connections=REDIS_CONNECTIONS,
             timeout=5,
@@ -99,7 +100,8 @@ def create_app(
         client, settings.read_rate_limit_per_s, settings.read_rate_limit_burst, settings.job_ttl_s
     )
     app.state.waiters = waiters
-    queue_depth = metrics.QueueDepthCollector(app.state.store.redis, list(settings.models))
+    app.state.canceler = Canceler(client, settings.job_ttl_s)
+    models = list(settings.models)
 
     errors.install(app)
     app.add_middleware(metrics.RequestMetrics)
@@ -121,11 +123,10 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz", responses=errors.responses(errors.Unavailable))
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Ready when Redis answers; 503 with Retry-After otherwise."""
-        store: JobStore = request.app.state.store
         try:
-            store.ping()
+            await client.ping()
         except Exception:
             err = errors.Unavailable("redis is unreachable")
             return JSONResponse(errors.error_body(err.code, err.message), 503, headers=err.headers)
@@ -133,7 +134,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def scrape() -> Response:
-        return metrics.scrape(queue_depth)
+        return await metrics.scrape(client, models)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import redis
+import redis.asyncio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tasks.backlog import read_backlog
+from tasks.backlog import Backlog, read_backlog_async
 from tasks.settings import Settings
 
 REQUESTS = Counter(
@@ -68,17 +69,13 @@ JOBS_CANCELED = _PerTenant(
 
 
 class QueueDepthCollector(Collector):
-    """Reads the backlog from Redis at scrape time, so every API process reports the same."""
+    """The backlog as read from Redis just before a scrape (`scrape`), so every API process
+    reports the same; read on the event loop with redis.asyncio, not by a blocking client."""
 
-    def __init__(self, client: redis.Redis, models: list[str]) -> None:
-        self._redis = client
-        self._models = models
+    def __init__(self, backlogs: list[Backlog]) -> None:
+        self._backlogs = backlogs
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        try:
-            backlogs = [read_backlog(self._redis, model) for model in self._models]
-        except redis.RedisError:
-            return
         depth = GaugeMetricFamily(
             "ttsfleet_queue_depth", "Messages waiting in a model's queue", labels=["queue"]
         )
@@ -92,7 +89,7 @@ class QueueDepthCollector(Collector):
             "Age of the oldest job waiting for a model, pending or queued (0 when none waits)",
             labels=["queue"],
         )
-        for backlog in backlogs:
+        for backlog in self._backlogs:
             depth.add_metric([backlog.queue], float(backlog.queued))
             pending.add_metric([backlog.model], float(backlog.pending))
             oldest.add_metric([backlog.queue], backlog.oldest_age_s or 0.0)
@@ -101,7 +98,16 @@ class QueueDepthCollector(Collector):
         yield oldest
 
 
-def scrape(queue_depth: Collector) -> Response:
+async def read_backlogs(client: redis.asyncio.Redis, models: list[str]) -> list[Backlog]:
+    """Every model's backlog; none (the gauges left out) while Redis does not answer."""
+    try:
+        return [await read_backlog_async(client, model) for model in models]
+    except redis.RedisError:
+        return []
+
+
+async def scrape(client: redis.asyncio.Redis, models: list[str]) -> Response:
+    queue_depth = QueueDepthCollector(await read_backlogs(client, models))
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -119,11 +125,13 @@ class RequestMetrics:
     """ASGI middleware: count and time every HTTP request under its route template.
 
     A plain ASGI wrapper rather than `@app.middleware("http")`, whose per-request task and
-    streams cost measurable throughput on the submit path.
+    streams cost measurable throughput on the submit path; each route's series are looked up
+    once (`labels` takes a lock and builds a key on every call).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,5 +150,13 @@ class RequestMetrics:
             await self.app(scope, receive, record_status)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(scope["method"], path, str(status)).inc()
-            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+            key = (scope["method"], path, status)
+            series = self._series.get(key)
+            if series is None:
+                series = (
+                    REQUESTS.labels(key[0], path, str(status)),
+                    LATENCY.labels(key[0], path),
+                )
+                self._series[key] = series
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)

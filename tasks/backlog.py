@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+import redis.asyncio
 
 from tasks import keys
 from tasks.app import broker_lists
@@ -53,23 +55,51 @@ def read_backlog(client: redis.Redis, model: str, now: float | None = None) -> B
     """Two pipelined round trips: the tenant rings, then every list's length and tail."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
+    _ask_rings(pipe, model)
+    names, n_pending = _list_names(model, pipe.execute())
+    pipe = client.pipeline(transaction=False)
+    _ask_lists(pipe, names)
+    return _backlog(model, n_pending, pipe.execute(), now)
+
+
+async def read_backlog_async(
+    client: redis.asyncio.Redis, model: str, now: float | None = None
+) -> Backlog:
+    """`read_backlog` awaited on an event loop (the API's /metrics, redis.asyncio)."""
+    now = time.time() if now is None else now
+    async with client.pipeline(transaction=False) as pipe:
+        _ask_rings(pipe, model)
+        names, n_pending = _list_names(model, await pipe.execute())
+    async with client.pipeline(transaction=False) as pipe:
+        _ask_lists(pipe, names)
+        return _backlog(model, n_pending, await pipe.execute(), now)
+
+
+def _ask_rings(pipe: Any, model: str) -> None:
     for priority in PRIORITY_ORDER:
         pipe.lrange(keys.pending_tenants_key(model, priority.value), 0, -1)
-    rings = pipe.execute()
+
+
+def _list_names(model: str, rings: list[Any]) -> tuple[list[str], int]:
+    """Every pending list (tenant by tenant) then every Celery list of `model`, and how
+    many of them are pending lists."""
     pending_lists = [
         keys.pending_key(model, p.value, _text(tenant))
         for p, tenants in zip(PRIORITY_ORDER, rings, strict=True)
         for tenant in tenants
     ]
-    celery_lists = broker_lists(model)
-    pipe = client.pipeline(transaction=False)
-    for name in pending_lists + celery_lists:
+    return pending_lists + broker_lists(model), len(pending_lists)
+
+
+def _ask_lists(pipe: Any, names: list[str]) -> None:
+    for name in names:
         pipe.llen(name)
         pipe.lindex(name, -1)
-    replies = pipe.execute()
+
+
+def _backlog(model: str, n_pending: int, replies: list[Any], now: float) -> Backlog:
     counts = [int(n) for n in replies[0::2]]
     tails = replies[1::2]
-    n_pending = len(pending_lists)
     oldest_ids = [_text(t) for t in tails[:n_pending] if t is not None]
     oldest_ids += [i for t in tails[n_pending:] if t is not None and (i := message_job_id(t))]
     created = [ms for job_id in oldest_ids if (ms := job_id_ms(job_id)) is not None]

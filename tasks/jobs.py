@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import (
@@ -66,9 +66,21 @@ def job_id_ms(job_id: str) -> int | None:
     return ms if len(job_id) == 26 else None
 
 
-def utc_now() -> str:
+def utc_now(now: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds, the format of every timestamp in a job."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    now = time.time() if now is None else now
+    second = int(now)
+    # Microseconds rounded as datetime.fromtimestamp rounds them, then cut to milliseconds.
+    micros = round((now - second) * 1_000_000)
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    # A second's text is built once, not on every submit of that second.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class JobStatus(StrEnum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import redis
 
-from api.idempotency import Claimed, IdempotencyKeys, fingerprint
+from api.idempotency import fingerprint, record_value
 from tasks import keys
 from tasks.settings import Settings
-from tests.conftest import ApiServer, async_twin
+from tests.conftest import ApiServer
 
 
 def test_same_key_and_body_returns_the_same_job(api: ApiServer) -> None:
@@ -133,16 +133,14 @@ def test_batch_replays_its_jobs(api: ApiServer) -> None:
 def test_duplicate_while_the_first_is_in_flight_is_409(
     api: ApiServer, redis_client: redis.Redis
 ) -> None:
-    """Another API process has claimed the key and not finished: a duplicate gets 409, and
-    once the claim lapses (that process died) the request goes through."""
+    """An API of an earlier release claimed keys in a step of its own (an in-flight marker,
+    then admission): while its marker stands a duplicate gets 409, and once it lapses (that
+    process died) the request goes through. This release claims and admits in one script, so
+    it leaves no marker (test_50_concurrent_identical_submits_make_one_job)."""
     body = {"text": "Slow first."}
-
-    async def claim() -> Claimed | list[str]:
-        async with async_twin(redis_client) as client:
-            idem = IdempotencyKeys(client, ttl_s=86400, in_flight_s=1)
-            return await idem.claim("acme", "in-flight", fingerprint("POST /v1/jobs", body))
-
-    assert isinstance(asyncio.run(claim()), Claimed)
+    digest = hashlib.sha256(b"in-flight").hexdigest()
+    marker = record_value(fingerprint("POST /v1/jobs", body), None, "f00d")
+    redis_client.set(keys.idempotency_key("acme", digest), marker, ex=1)
     with api.client() as http:
         busy = http.post("/v1/jobs", json=body, headers={"Idempotency-Key": "in-flight"})
         assert busy.status_code == 409

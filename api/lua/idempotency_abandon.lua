@@ -1,3 +1,0 @@
--- KEYS[1]: record. ARGV: the in-flight value we set. Delete only our own marker.
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
