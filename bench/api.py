@@ -15,8 +15,8 @@ Load comes from wrk (apt-get install wrk), 2 threads, on the same 2-core box as 
 server, so the absolute figures are this machine's; the ratios are the point. Each server
 runs alone; the rounds interleave them (the order rotates each round) and each figure is
 the median of the rounds, so a neighbour's burst on a shared box moves one round, not the
-result. The rate limit is on (at a rate no client reaches), so its bucket is taken on every
-submit as in production. `--profile` records the ttsfleet API under the POST and GET loads
+result. The rate limits are on (at a rate no client reaches), so a bucket is taken on every
+submit and every poll as in production. `--profile` records the ttsfleet API under the POST and GET loads
 of the last round with py-spy (pip install py-spy) and prints where its time went.
 Writes bench/out/api.json (and bench/out/profile-*.txt with --profile).
 """
@@ -256,6 +256,8 @@ def main() -> None:
                     # On, at a rate no client reaches: the bucket is taken, nothing refused.
                     TTSFLEET_RATE_LIMIT_PER_S="1000000000",
                     TTSFLEET_RATE_LIMIT_BURST="1000000000",
+                    TTSFLEET_READ_RATE_LIMIT_PER_S="1000000000",
+                    TTSFLEET_READ_RATE_LIMIT_BURST="1000000000",
                     TTSFLEET_HOME=str(home / f"home-{fsync}"),
                 )
                 command = [sys.executable, "-m", "fleet", "api", "--port", "{port}"]
