@@ -142,9 +142,15 @@ class Dispatcher:
         pipe.execute()
         return len(moved) // 3
 
-    def run(self, stop: threading.Event, idle_s: float = 0.01) -> None:
-        """Until `stop` is set: hold the lease, recover once, then keep the queues topped up."""
+    def run(self, stop: threading.Event, idle_s: float = 0.01, max_idle_s: float = 0.1) -> None:
+        """Until `stop` is set: hold the lease, recover once, then keep the queues topped up.
+
+        After a pass that sent nothing it waits `idle_s`, doubling up to `max_idle_s` while
+        passes stay empty, and back to `idle_s` once one sends: a fixed 10 ms poll cost an
+        idle dispatcher half a core or more of a small host (a Lua call 100 times a second),
+        CPU the synth workers on that host then lacked (deploy/README.md)."""
         recovered = False
+        wait_s = idle_s
         renewed = reconciled = 0.0
         # Every dispatcher beats, the standby too: its health check passes while it waits.
         presence = Presence(self._redis, "dispatcher")
@@ -165,7 +171,10 @@ class Dispatcher:
                     self._reconciler.pass_once()
                     reconciled = now
                 if self.dispatch_once() == 0:
-                    stop.wait(idle_s)
+                    stop.wait(wait_s)
+                    wait_s = min(wait_s * 2, max_idle_s)
+                else:
+                    wait_s = idle_s
             except (redis.RedisError, OperationalError, OSError) as exc:
                 log.warning("dispatcher: %s; retrying", exc)
                 # What was taken but perhaps not sent goes out again on the next pass.

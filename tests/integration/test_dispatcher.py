@@ -4,6 +4,7 @@ queues, canceled pending jobs, a crash mid-move, the lease."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -106,3 +107,33 @@ def test_only_one_dispatcher_holds_the_lease(settings: Settings, redis_client: r
     assert not second.hold_lease()
     first.release_lease()
     assert second.hold_lease()
+
+
+class Waits(threading.Event):
+    """The dispatcher's stop event, recording each idle wait instead of sleeping; `then`
+    runs after the given wait (by its index), and it stops the loop after `count`."""
+
+    def __init__(self, count: int, then: dict[int, Callable[[], object]]) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        self._count = count
+        self._then = then
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(float(timeout or 0))
+        if (action := self._then.get(len(self.waits) - 1)) is not None:
+            action()
+        if len(self.waits) >= self._count:
+            self.set()
+        return self.is_set()
+
+
+def test_an_idle_dispatcher_polls_less_and_less_until_work_arrives(
+    start_api: Callable[..., ApiServer], settings: Settings, redis_client: redis.Redis
+) -> None:
+    api = start_api(settings, dispatch=False)
+    stop = Waits(10, {5: lambda: submit(api, "acme", 1)})
+    dispatcher(settings, depth=4).run(stop, idle_s=0.01, max_idle_s=0.08)
+    # Empty passes double the wait up to its cap; the pass that sends resets it.
+    assert stop.waits == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08, 0.01, 0.02, 0.04, 0.08]
+    assert len(queued_messages(redis_client)) == 1
