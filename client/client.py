@@ -56,6 +56,15 @@ def credentials(home: Path | None = None) -> tuple[str, str]:
     return url, key
 
 
+def _session(base_url: str, api_key: str, timeout: float) -> dict[str, Any]:
+    """The httpx options both clients open their session with."""
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": {"Authorization": f"Bearer {api_key}"},
+        "timeout": timeout,
+    }
+
+
 def _job_body(text: str, options: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, **options}
 
@@ -92,11 +101,7 @@ class Client:
     """Submit jobs, wait for them, download their audio."""
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout,
-        )
+        self._http = httpx.Client(**_session(base_url, api_key, timeout))
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> Client:
@@ -238,11 +243,7 @@ class AsyncClient:
     """`Client` for asyncio programs: the same calls, awaited."""
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout,
-        )
+        self._http = httpx.AsyncClient(**_session(base_url, api_key, timeout))
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> AsyncClient:
