@@ -27,7 +27,9 @@ def _bundled_model() -> Path:
 
 
 class PiperEngine:
-    """One Piper voice. Options: `model_path` (default: the bundled voice), `threads`.
+    """One Piper voice. Options: `model_path` (default: the bundled voice), `threads`,
+    `noise_scale` and `noise_scale_duration` (default: the voice's; 0 and 0 make the voice
+    deterministic, as the transformers engine's options of the same names do).
 
     Measured on 2 CPU cores (FINDINGS.md): padded ONNX batches are slower than a loop and
     the export gives no per-item lengths, so a batch is synthesized item by item here;
@@ -38,6 +40,10 @@ class PiperEngine:
         options: dict[str, Any] = spec.options
         self._model_path = Path(options["model_path"]) if "model_path" in options else None
         self._threads = int(options.get("threads", 1))
+        noise = options.get("noise_scale")
+        noise_duration = options.get("noise_scale_duration")
+        self._noise_scale = None if noise is None else float(noise)
+        self._noise_w_scale = None if noise_duration is None else float(noise_duration)
         self._voice: Any = None
         self._version = ""
 
@@ -59,7 +65,10 @@ class PiperEngine:
         raw_config = Path(f"{model_path}.json").read_bytes()
         config = json.loads(raw_config)
         stat = Path(model_path).stat()
-        fingerprint = f"{model_path.name}:{stat.st_size}:{stat.st_mtime_ns}:".encode() + raw_config
+        noise = f"{self._noise_scale}:{self._noise_w_scale}"
+        fingerprint = (
+            f"{model_path.name}:{stat.st_size}:{stat.st_mtime_ns}:{noise}:".encode() + raw_config
+        )
         self._version = "piper-" + hashlib.sha256(fingerprint).hexdigest()[:16]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._threads
@@ -85,7 +94,10 @@ class PiperEngine:
         base_scale = float(self._voice.config.length_scale or 1.0)
         out: list[Audio] = []
         for request in batch:
-            config = SynthesisConfig(length_scale=base_scale / request.speed, volume=0.9)
+            config = SynthesisConfig(
+                length_scale=base_scale / request.speed, volume=0.9,
+                noise_scale=self._noise_scale, noise_w_scale=self._noise_w_scale,
+            )  # fmt: skip
             chunks = [c.audio_float_array for c in self._voice.synthesize(request.text, config)]
             if not chunks:
                 raise InvalidText("the text has nothing the voice can pronounce")
