@@ -152,10 +152,11 @@ def create_app(
                 "description": f"default: {settings.default_voice}",
             }
             # What JobRequest checks by hand, said in the schema: some non-space character,
-            # no NUL, at most MAX_TEXT_CHARS (a fuzzer's valid text is then accepted).
+            # no NUL, at most MAX_DOCUMENT_CHARS (a fuzzer's valid text is then accepted;
+            # a text past MAX_TEXT_CHARS fans out, tasks.units).
             body["properties"]["text"].update(
                 minLength=1,
-                maxLength=settings.max_text_chars,
+                maxLength=settings.max_document_chars,
                 pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
             )
             components["JobRequest"] = body

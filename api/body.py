@@ -29,7 +29,8 @@ from starlette.responses import Response
 
 from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
-JOB_BODY_LIMIT = 64 * 1024
+# One job's body: a book of `max_document_chars` fits (tasks.units).
+JOB_BODY_LIMIT = 4 * 1024 * 1024
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_SAFE_INTEGER = 2**53

@@ -159,7 +159,7 @@ async def create_job(request: Request) -> Response:
     body = await read_json(request)
     try:
         job_request = JobRequest.model_validate(
-            body, context={"max_text_chars": settings.max_text_chars}
+            body, context={"max_text_chars": settings.max_document_chars}
         )
     except ValidationError as exc:
         message, details = errors.describe(exc)
@@ -210,7 +210,7 @@ async def create_jobs(
     for index, item in enumerate(items):
         try:
             job_request = JobRequest.model_validate(
-                item, context={"max_text_chars": settings.max_text_chars}
+                item, context={"max_text_chars": settings.max_document_chars}
             )
             jobs.append(build_job(settings, tenant, job_request))
         except ValidationError as exc:

@@ -24,6 +24,7 @@ from tasks import keys, streams, timestamps
 from tasks.jobs import Job, JobStatus
 from tasks.store import MAX_JOB_ID_CHARS, TERMINAL
 from tasks.tenants import Tenant
+from tasks.units import unit_id
 
 router = APIRouter(prefix="/v1")
 TenantDep = Annotated[Tenant, Depends(authenticate)]
@@ -85,21 +86,54 @@ class StreamGap(Exception):
 
 
 class PieceReader:
-    """The job's stream entries as bytes, each index once and in order, until its end."""
+    """The job's stream entries as bytes, each index once and in order, until its end.
+
+    A long job (tasks.units) is read unit by unit: unit n's stream to its end, then unit
+    n+1's (its bytes continue the first unit's container), then the job's own stream for
+    its end. A job that fans out while this reader waits is followed into its units."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, status_client: redis.asyncio.Redis, job_id: str
+        self,
+        client: redis.asyncio.Redis,
+        status_client: redis.asyncio.Redis,
+        job_id: str,
+        units: int | None = None,
     ):
         self._client = client
         self._status_client = status_client
         self._job_id = job_id
-        self._key = streams.stream_key(job_id)
+        self._units = units
+        self._unit = 0
+        # After the last unit: only the job's end is awaited.
+        self._tail = False
+        self._key = streams.stream_key(job_id if units is None else unit_id(job_id, 0))
         self._last_id: bytes | str = "0-0"
         self._next = 0
+        self._started = False
 
-    async def _ended(self) -> bool:
-        status = await self._status_client.hget(keys.job_key(self._job_id), "status")
-        return status is None or status in TERMINAL
+    async def _state(self) -> tuple[str | None, int | None]:
+        """The job's status and how many units it fanned out into (None: it runs as one)."""
+        found: Any = await self._status_client.hmget(
+            keys.job_key(self._job_id), ["status", "units"]
+        )
+        status, units = found
+        return status, (int(units) if units and units != "null" else None)
+
+    def _follow(self, unit: int | None) -> None:
+        """Read unit `unit`'s stream next (None: the job's own, for its end)."""
+        self._tail = unit is None
+        self._unit = unit or 0
+        job_id = self._job_id if unit is None else unit_id(self._job_id, unit)
+        self._key = streams.stream_key(job_id)
+        self._last_id = "0-0"
+        self._next = 0
+
+    def _after_unit(self) -> bool:
+        """Move past the unit just read; False when there is none."""
+        if self._units is None or self._tail:
+            return False
+        self._follow(self._unit + 1 if self._unit + 1 < self._units else None)
+        return True
 
     async def _read(self, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
         found: Any = await self._client.xread({self._key: self._last_id}, count=256, block=block_ms)
@@ -111,22 +145,38 @@ class PieceReader:
         deadline = time.monotonic() + first_within_s
         while True:
             block_ms = BLOCK_MS
-            if self._next == 0:
+            if not self._started:
                 left_ms = int((deadline - time.monotonic()) * 1000)
-                if left_ms <= 0 and not await self._ended():
+                if left_ms <= 0 and (await self._state())[0] not in _ENDED:
                     raise NoAudioYet
                 block_ms = max(1, min(BLOCK_MS, left_ms))
             entries = await self._read(block_ms)
             if not entries:
-                if not await self._ended():
+                status, units = await self._state()
+                if self._units is None and units is not None:
+                    self._units = units  # it fanned out meanwhile
+                    self._follow(0)
+                    continue
+                if status not in _ENDED:
                     continue
                 # Recorded terminal: what was written before that is all there will be.
                 entries = await self._read(None)
                 if not entries:
+                    # A book that succeeded has every unit's audio in its stream already.
+                    if status == JobStatus.SUCCEEDED.value and self._after_unit():
+                        continue
                     return
             for entry_id, fields in entries:
                 self._last_id = entry_id
+                if b"units" in fields:
+                    if self._units is not None:
+                        continue  # known already (the tail of a book's own stream)
+                    self._units = int(fields[b"units"])  # it fanned out: read its units
+                    self._follow(0)
+                    break
                 if b"end" in fields:
+                    if fields[b"end"] == b"succeeded" and self._after_unit():
+                        break
                     return
                 index = int(fields[b"i"])
                 if index < self._next:
@@ -134,7 +184,12 @@ class PieceReader:
                 if index > self._next:
                     raise StreamGap(f"entry {self._next} of {self._key} was trimmed")
                 self._next += 1
+                self._started = True
                 yield fields[b"d"]
+
+
+# No record (expired) counts as ended: nothing more will be written.
+_ENDED = (None, *TERMINAL)
 
 
 @router.get(
@@ -156,7 +211,7 @@ async def stream_audio(
     with an open length, mp3), else as WAV; a job already done without a stream is a 307.
     A job with no audio yet within `wait_s` (a queue ahead of it) is 409 with Retry-After."""
     job = await _job(request, tenant, job_id)
-    reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id)
+    reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id, job.units)
     chunks = reader.chunks(wait_s)
     try:
         first = await anext(chunks, None)

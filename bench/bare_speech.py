@@ -16,9 +16,9 @@ from fastapi import FastAPI, Response
 
 from tasks.jobs import AudioFormat
 from tasks.settings import get_settings
+from tasks.text import split_text
 from worker.audio import encode, join
 from worker.engines import Engine, SynthesisRequest, build_engine
-from worker.text import split_text
 
 app = FastAPI()
 _engine: dict[str, Engine] = {}

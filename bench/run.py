@@ -73,8 +73,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def piper_engine() -> Engine:
-    engine = build_engine(_default_models()["piper-joe"])
+def piper_engine(options: dict[str, Any] | None = None) -> Engine:
+    """The bundled voice on the CPU, with engine `options` (e.g. its noise off)."""
+    spec = _default_models()["piper-joe"]
+    engine = build_engine(spec.model_copy(update={"options": options or {}}))
     engine.load("cpu")
     return engine
 

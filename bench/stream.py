@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench.fleet import running_fleet
 from bench.run import piper_engine
+from tasks.text import split_text
 from worker.engines import SynthesisRequest
-from worker.text import split_text
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "sentences.txt"
 

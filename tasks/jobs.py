@@ -63,7 +63,8 @@ def job_id_ms(job_id: str) -> int | None:
         if digit < 0:
             return None
         ms = ms * 32 + digit
-    return ms if len(job_id) == 26 else None
+    # A unit of a long job (tasks.units) is `<job id>.<n>`: its job's time.
+    return ms if len(job_id) == 26 or job_id[26:27] == "." else None
 
 
 def utc_now(now: float | None = None) -> str:
@@ -269,6 +270,8 @@ class Job(BaseModel):
     # Opted-in webhook events besides the terminal ones (`job.progress`); not shown.
     callback_events: list[str] = Field(default_factory=list)
     progress: Progress | None = None
+    # How many units a long job fanned out into (tasks.units); None: it runs as one.
+    units: int | None = None
 
     _PUBLIC = (
         "id status created_at started_at finished_at voice format sample_rate priority "

@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     worker_max_jobs: int = 10000
     worker_max_rss_mb: int = 0
     worker_max_gpu_mb: int = 0
+    # The longest text run as one unit on one worker; a longer one, up to
+    # `max_document_chars`, fans out into units of about `unit_chars` (tasks.units).
     max_text_chars: int = 5000
+    max_document_chars: int = Field(default=1_000_000, ge=1)
+    unit_chars: int = Field(default=1000, ge=1)
     # A job's audio stream (tasks.streams): at most this many entries kept (a listener that
     # falls further behind is cut off), expiring this long after the last one was written.
     stream_max_entries: int = Field(default=64, ge=2)

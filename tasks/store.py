@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -16,9 +17,10 @@ from typing import Any, cast
 import orjson
 import redis
 
-from tasks import keys, scripts
+from tasks import keys, scripts, units
 from tasks.errors import DeadlineExceeded, WorkerLost
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, Progress, job_id_floor, utc_now
+from tasks.units import Part
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
@@ -32,6 +34,8 @@ _CLAIM = scripts.load("tasks", "claim")
 _RELEASE_LEASE = scripts.load("tasks", "release_lease")
 _HOLD_ACTIVE = scripts.load("tasks", "hold_active")
 _PROGRESS = scripts.load("tasks", "progress")
+_FAN_OUT = scripts.load("tasks", "fan_out")
+_PART_DONE = scripts.load("tasks", "part_done")
 
 
 class Claim(StrEnum):
@@ -57,6 +61,28 @@ class ClaimResult:
 class TransitionResult:
     applied: bool
     previous: JobStatus | None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit of a long job (tasks.units): whose, which, and its exact pieces."""
+
+    parent: str
+    index: int
+    pieces: list[str]
+
+
+@dataclass(frozen=True)
+class PartsDone:
+    """After a part is recorded: how many of the job's units have theirs, and its progress."""
+
+    recorded: int
+    units: int
+    progress: Progress | None
+
+    @property
+    def complete(self) -> bool:
+        return self.units > 0 and self.recorded >= self.units
 
 
 def encode_record(job: Job, now: float) -> dict[str, str]:
@@ -103,8 +129,8 @@ MAX_JOB_ID_CHARS = 64
 def tenant_job(raw: dict[str, str], tenant: str) -> Job | None:
     """The job of the record `raw` (an HGETALL) if there is one and it belongs to `tenant`:
     other tenants' jobs do not exist. For readers with their own client (the API's async)."""
-    if not raw.get("status"):
-        return None
+    if not raw.get("status") or "parent" in raw:
+        return None  # a unit of a long job (tasks.units) is not a job of its own
     job = _decode(raw)
     return job if job.tenant == tenant else None
 
@@ -117,6 +143,8 @@ def _decode(raw: dict[str, str]) -> Job:
         else:
             data[name] = json.loads(value)
     data.pop("created_ts", None)
+    for name in units.UNIT_FIELDS:
+        data.pop(name, None)
     return Job.model_validate(data)
 
 
@@ -132,6 +160,8 @@ class JobStore:
         self._claim = client.register_script(_CLAIM)
         self._hold_active = client.register_script(_HOLD_ACTIVE)
         self._progress = client.register_script(_PROGRESS)
+        self._fan_out = client.register_script(_FAN_OUT)
+        self._part_done = client.register_script(_PART_DONE)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
@@ -312,6 +342,11 @@ class JobStore:
             self._release_lease(keys=[keys.job_lease_key(job_id)], args=[holder])
         return result
 
+    def release_lease(self, job_id: str, holder: str) -> None:
+        """Drop the job's lease if this run (`holder`) holds it."""
+        if holder:
+            self._release_lease(keys=[keys.job_lease_key(job_id)], args=[holder])
+
     def cancel(self, job_id: str) -> TransitionResult:
         return self.transition(
             job_id, ("queued", "running"), JobStatus.CANCELED, finished_at=utc_now()
@@ -326,6 +361,78 @@ class JobStore:
             args=[progress.model_dump_json(), event_id, repr(time.time()), self._ttl_s],
         )
         return bool(applied)
+
+    def fan_out(
+        self,
+        job: Job,
+        groups: Sequence[Sequence[str]],
+        stream_ttl_s: int = 3600,
+        now: float | None = None,
+    ) -> int:
+        """Make the running `job` its units, one per group of pieces, and queue them in
+        order for the dispatcher (tasks/lua/fan_out.lua). Returns 1 when done now, 2 when an
+        earlier run did it, 0 when the job no longer runs."""
+        now = time.time() if now is None else now
+        progress = Progress(pieces_done=0, pieces_total=sum(map(len, groups)), audio_s=0.0)
+        args: Any = [
+            self._ttl_s, job.tenant, progress.model_dump_json(), len(groups), stream_ttl_s
+        ]  # fmt: skip
+        for index, pieces in enumerate(groups):
+            unit_id = units.unit_id(job.id, index)
+            record = job.model_copy(
+                update={
+                    "id": unit_id,
+                    "status": JobStatus.QUEUED,
+                    "text": " ".join(pieces),
+                    "storage_key": units.part_key(job.storage_key, index),
+                    "deadline_s": None, "metadata": {}, "attempts": 0, "started_at": None,
+                    "callback": None, "callback_events": [], "progress": None, "units": None,
+                }
+            )  # fmt: skip
+            fields = encode_record(record, now)
+            fields.update(
+                parent=dump_json(job.id), unit=str(index), pieces=dump_json(pieces)
+            )  # fmt: skip
+            args += [keys.job_key(unit_id), unit_id, orjson.dumps(fields).decode()]
+        pending = keys.pending_key(job.model, job.priority.value, job.tenant)
+        ring = keys.pending_tenants_key(job.model, job.priority.value)
+        script_keys = [
+            keys.job_key(job.id), keys.job_lease_key(job.id), keys.inflight_key(job.model),
+            pending, ring, keys.audio_stream_key(job.id),
+        ]  # fmt: skip
+        return int(self._fan_out(keys=script_keys, args=args))
+
+    def unit(self, unit_id: str) -> Unit | None:
+        """The unit `unit_id` names, if it is one and its record is there."""
+        if units.parent_of(unit_id) is None:
+            return None
+        found: Any = self._redis.hmget(keys.job_key(unit_id), [*units.UNIT_FIELDS])
+        parent, index, pieces = cast(tuple[str | None, str | None, str | None], tuple(found))
+        if parent is None or index is None or pieces is None:
+            return None
+        return Unit(parent=json.loads(parent), index=int(index), pieces=json.loads(pieces))
+
+    def record_part(self, job_id: str, index: int, part: Part) -> PartsDone:
+        """Record unit `index`'s part once and count it in the job's progress."""
+        recorded, total, raw = self._part_done(
+            keys=[keys.job_key(job_id), units.parts_key(job_id)],
+            args=[
+                index, part.model_dump_json(), len(part.texts),
+                sum(part.lengths) / part.sample_rate, self._ttl_s,
+            ],
+        )  # fmt: skip
+        progress = Progress.model_validate_json(raw) if raw else None
+        return PartsDone(recorded=int(recorded), units=int(total), progress=progress)
+
+    def has_part(self, job_id: str, index: int) -> bool:
+        return bool(self._redis.hexists(units.parts_key(job_id), str(index)))
+
+    def parts(self, job_id: str) -> dict[int, Part]:
+        raw = cast(dict[str, str], self._redis.hgetall(units.parts_key(job_id)))
+        return {int(index): Part.model_validate_json(value) for index, value in raw.items()}
+
+    def forget_parts(self, job_id: str) -> None:
+        self._redis.delete(units.parts_key(job_id))
 
     def ping(self) -> bool:
         return bool(self._redis.ping())

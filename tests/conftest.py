@@ -252,6 +252,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TTSFLEET_STORAGE_RETRY_WAIT_S=str(settings.storage_retry_wait_s),
         TTSFLEET_WORKER_MAX_JOBS=str(settings.worker_max_jobs),
         TTSFLEET_WORKER_MAX_RSS_MB=str(settings.worker_max_rss_mb),
+        TTSFLEET_MAX_TEXT_CHARS=str(settings.max_text_chars),
+        TTSFLEET_MAX_DOCUMENT_CHARS=str(settings.max_document_chars),
+        TTSFLEET_UNIT_CHARS=str(settings.unit_chars),
+        TTSFLEET_PROGRESS_EVENT_S=str(settings.progress_event_s),
         PYTHONUNBUFFERED="1",
     )
     if settings.s3_endpoint_url:

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -116,6 +117,35 @@ def _sole_runs(runs_dir: str | None, texts: set[str]) -> Iterator[None]:
         yield  # closing the files drops the locks
 
 
+def _text_tone(text: str, rate: int = RATE) -> Audio:
+    """Audio that depends on the text (its length and pitch), so pieces cannot be mixed up
+    unnoticed: about 4 ms per character of a tone between 200 and 800 Hz."""
+    pitch = 200 + zlib_crc(text) % 600
+    t = np.arange(rate // 50 + 64 * len(text), dtype=np.float32) / rate
+    return Audio(samples=(0.3 * np.sin(2 * np.pi * pitch * t)).astype(np.float32), sample_rate=rate)
+
+
+def zlib_crc(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+class TextToneEngine(ToneEngine):
+    """A tone that depends on each text (`_text_tone`), taking `options["seconds"]` (default
+    0) per request. With `options["log"]`, every text it synthesizes is appended to that file
+    (one line each, O_APPEND), so a test counts what was made across worker processes."""
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        log_path = self.options.get("log")
+        out = []
+        for request in batch:
+            time.sleep(float(self.options.get("seconds", 0)))
+            out.append(_text_tone(request.text))
+            if log_path:
+                with open(log_path, "a") as log:
+                    log.write(request.text.replace("\n", " ") + "\n")
+        return out
+
+
 _LEAKED: list[bytearray] = []
 
 
@@ -150,6 +180,15 @@ class HalfSecondEngine:
         return [
             Audio(samples=np.full(8000, 0.25, dtype=np.float32), sample_rate=16000) for _ in batch
         ]
+
+
+class TextEngine(HalfSecondEngine):
+    """Healthy, in-process: each text's own tone (`_text_tone`); counts like its parent."""
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        self.calls += 1
+        self.texts += [r.text for r in batch]
+        return [_text_tone(r.text) for r in batch]
 
 
 class CrashingEngine(HalfSecondEngine):

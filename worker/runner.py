@@ -12,26 +12,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tasks import timestamps
+from tasks import timestamps, units
 from tasks.errors import (
     DeadlineExceeded,
     EngineError,
     FleetError,
+    InvalidText,
     PermanentError,
     StorageError,
     WorkerLost,
 )
-from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, Progress
+from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, Progress, utc_now
 from tasks.storage import Storage
-from tasks.store import Claim, ClaimResult, JobStore
+from tasks.store import Claim, ClaimResult, JobStore, PartsDone, Unit
+from tasks.text import PIECE_CHARS, group_pieces, split_text
+from tasks.units import Part
+from worker import parts
 from worker.audio import encode
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
 from worker.lease import Runs
-from worker.pieces import synthesize_in_order
+from worker.pieces import Spoken, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
 from worker.stream import StreamPublisher
-from worker.text import PIECE_CHARS, split_text
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class JobRunner:
         stream_entries: int = 64,
         stream_ttl_s: int = 3600,
         progress_event_s: float = 10.0,
+        max_text_chars: int = 5000,
+        unit_chars: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -94,6 +99,11 @@ class JobRunner:
         self.stream_ttl_s = stream_ttl_s
         # A job that opted in gets a job.progress webhook at most this often.
         self.progress_event_s = progress_event_s
+        # A longer text fans out into units of about `unit_chars` (tasks.units).
+        self.max_text_chars = max_text_chars
+        self.unit_chars = unit_chars
+        # Units found done when their run started (a rerun after a worker died): not redone.
+        self.units_resumed = 0
         self.clock = clock
 
     def run(self, job_id: str) -> Outcome:
@@ -116,10 +126,24 @@ class JobRunner:
             log.info("job %s not run: %s", job_id, claim.verdict.value)
             # The claim itself failed a job past its attempts or its deadline: count that end.
             code = _CLAIM_FAILURES.get(claim.verdict)
+            if code and (owner := units.parent_of(job_id)) is not None:
+                self._fail_book(owner[0], ErrorInfo(code=code, message=f"unit {job_id}: {code}"))
             return Outcome(status=JobStatus.FAILED if code else None, code=code)
         job = self.store.get(job_id)
         if job is None:
             return Outcome(status=None)
+        if (unit := self.store.unit(job_id)) is not None:
+            return self._run_unit(job, unit, claim, name)
+        if job.units is not None:
+            # A redelivery of a job that fanned out already: its units are in flight.
+            self.store.release_lease(job_id, name)
+            return Outcome(status=None)
+        if len(job.text) > self.max_text_chars:
+            groups = group_pieces(split_text(job.text, self.piece_chars), self.unit_chars)
+            if len(groups) > 1:
+                self.store.fan_out(job, groups, self.stream_ttl_s)
+                log.info("job %s fanned out into %d units", job_id, len(groups))
+                return Outcome(status=None, voice=job.voice)
         try:
             audio = self._produce(job)
         except PermanentError as exc:
@@ -190,6 +214,106 @@ class JobRunner:
             return None  # the timings expired: synthesize again rather than have none
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 
+    def _run_unit(self, job: Job, unit: Unit, claim: ClaimResult, name: str) -> Outcome:
+        """Make one unit's part (unless an earlier run did), then, if it was the book's last
+        part, join the book; then record the unit itself done."""
+        book = self.store.get(unit.parent)
+        if book is None or book.status is not JobStatus.RUNNING:
+            # The book was canceled or failed: the rest of it is not made.
+            self.store.cancel(job.id)
+            return Outcome(status=JobStatus.CANCELED, voice=job.voice)
+        try:
+            if self.store.has_part(book.id, unit.index):
+                self.units_resumed += 1
+                log.info("unit %s: its part is recorded already; not made again", job.id)
+                done = self.store.record_part(book.id, unit.index, parts.EMPTY)
+            else:
+                done = self._make_part(book, job, unit)
+            if done.complete:
+                self._finish_book(book)
+        except Exception as exc:
+            error = (
+                exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
+            )
+            log.warning("unit %s attempt %d failed: %s", job.id, claim.attempts, error.message)
+            permanent = isinstance(exc, PermanentError)
+            retry_in = float(2 ** (claim.attempts - 1))
+            if not permanent and claim.attempts < self.max_attempts:
+                if self.store.requeue(job.id, name).applied:
+                    return Outcome(status=JobStatus.QUEUED, retry_in=retry_in)
+            info = ErrorInfo(code=error.code, message=error.message)
+            self.store.fail(job.id, info)
+            self._fail_book(book.id, info)
+            return Outcome(status=JobStatus.FAILED, voice=job.voice, code=error.code)
+        self.store.transition(job.id, ("running",), JobStatus.SUCCEEDED, finished_at=utc_now())
+        return Outcome(status=JobStatus.SUCCEEDED, voice=job.voice)
+
+    def _make_part(self, book: Job, job: Job, unit: Unit) -> PartsDone:
+        """Synthesize the unit's pieces (streamed as they come), store its raw samples and
+        record its part; a progress webhook if the book asked and one is due."""
+        requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in unit.pieces]
+        stream = StreamPublisher(
+            self.store.redis, job, self.stream_entries, self.stream_ttl_s, header=unit.index == 0
+        )
+        try:
+            spoken: Spoken | None = synthesize_in_order(
+                self.synthesizer, requests, self.largest_group, stream.samples
+            )
+        except InvalidText as exc:
+            # Every piece of this unit was rejected as text: the book goes on without it.
+            spoken, rejected = None, exc.message
+        stream.close()
+        if spoken is None:
+            part = Part(sample_rate=1, texts=[], lengths=[], words=[], rejected=rejected)
+        else:
+            part = parts.describe(spoken)
+            self._put(job.storage_key, parts.encode(spoken), "application/octet-stream")
+        done = self.store.record_part(book.id, unit.index, part)
+        wants_events = book.callback is not None and PROGRESS_EVENT in book.callback_events
+        if wants_events and done.progress is not None and not done.complete:
+            gate = units.progress_gate_key(book.id)
+            # One event per interval across all the workers of the book's units.
+            if self.store.redis.set(gate, 1, nx=True, px=max(1, int(self.progress_event_s * 1000))):
+                self.store.record_progress(book.id, done.progress, event=True)
+        return done
+
+    def _finish_book(self, book: Job) -> None:
+        """Join every part in order (the same seams as one job's pieces), store the book's
+        audio and timings, record it succeeded, and drop the parts."""
+        recorded = self.store.parts(book.id)
+        assert book.units is not None or recorded
+        count = book.units if book.units is not None else len(recorded)
+        spoken = parts.join(
+            [recorded[i] for i in range(count)],
+            lambda i: self.storage.read(units.part_key(book.storage_key, i)),
+        )
+        audio = self._store_spoken(book, spoken)
+        result = self.store.succeed(book.id, audio)
+        if not result.applied and result.previous is JobStatus.CANCELED:
+            self._discard_audio(book)
+        if result.applied or (result.previous is not None and result.previous.is_terminal()):
+            status = JobStatus.SUCCEEDED if result.applied else result.previous
+            assert status is not None
+            StreamPublisher.end(self.store.redis, book.id, status.value)
+        for index in range(count):
+            try:
+                self.storage.delete(units.part_key(book.storage_key, index))
+            except Exception as exc:  # an orphan part; the book is done either way
+                log.warning("book %s: cannot delete part %d: %s", book.id, index, exc)
+        log.info("book %s joined from %d units", book.id, count)
+
+    def _fail_book(self, book_id: str, error: ErrorInfo) -> None:
+        if self.store.fail(book_id, error).applied:
+            StreamPublisher.end(self.store.redis, book_id, JobStatus.FAILED.value)
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self.storage.put(key, data, content_type)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
     def _synthesize(self, job: Job) -> AudioInfo:
         pieces = split_text(job.text, self.piece_chars)
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
@@ -211,14 +335,13 @@ class JobRunner:
             self.synthesizer, requests, self.largest_group, stream.samples, progress
         )
         stream.close()
+        return self._store_spoken(job, spoken)
+
+    def _store_spoken(self, job: Job, spoken: Spoken) -> AudioInfo:
+        """Encode the job's audio, store it and its timings."""
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
         timings = timestamps_of(spoken, len(spoken.audio.samples))
-        try:
-            self.storage.put(job.storage_key, encoded.data, job.format.content_type)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+        self._put(job.storage_key, encoded.data, job.format.content_type)
         timestamps.save(self.store.redis, job.storage_key, timings, self.store.ttl_s)
         return AudioInfo(
             url=audio_url(job.id),

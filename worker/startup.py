@@ -76,6 +76,7 @@ def build_runner(settings: Settings, batched: bool) -> JobRunner:
         engine.version, runs=Runs(HOLDER), lease_ms=int(settings.job_lease_s * 1000),
         largest_group=settings.batch_max_size, stream_entries=settings.stream_max_entries,
         stream_ttl_s=settings.stream_ttl_s, progress_event_s=settings.progress_event_s,
+        max_text_chars=settings.max_text_chars, unit_chars=settings.unit_chars,
     )  # fmt: skip
     if settings.worker_ready_file is not None:
         settings.worker_ready_file.touch()

@@ -52,7 +52,11 @@ class StreamEncoder:
     """Float samples at the engine's rate in, container bytes at the job's rate out."""
 
     def __init__(
-        self, fmt: AudioFormat, sample_rate: int, loudness_lufs: float | None = None
+        self,
+        fmt: AudioFormat,
+        sample_rate: int,
+        loudness_lufs: float | None = None,
+        header: bool = True,
     ) -> None:
         self.format = streams.stream_format(fmt)
         self.sample_rate = sample_rate
@@ -68,7 +72,8 @@ class StreamEncoder:
                 self._buffer, "w", samplerate=sample_rate, channels=1,
                 format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
             )  # fmt: skip
-        elif self.format is AudioFormat.WAV:
+        elif self.format is AudioFormat.WAV and header:
+            # A later unit of a long job (tasks.units) continues its first unit's stream.
             self._header = wav_header(sample_rate)
 
     def _resample(self, samples: npt.NDArray[np.float32], rate: int, last: bool) -> Any:
@@ -128,12 +133,14 @@ def _info_frame(data: bytes) -> bytes:
 class StreamPublisher:
     """XADDs one job's entries: trimmed to `max_entries`, expiring `ttl_s` after the last."""
 
-    def __init__(self, client: redis.Redis, job: Job, max_entries: int, ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, job: Job, max_entries: int, ttl_s: int, header: bool = True
+    ) -> None:
         self._redis = client
         self._key = streams.stream_key(job.id)
         self._max_entries = max_entries
         self._ttl_s = ttl_s
-        self._encoder = StreamEncoder(job.format, job.sample_rate, job.loudness_lufs)
+        self._encoder = StreamEncoder(job.format, job.sample_rate, job.loudness_lufs, header)
         self._index = 0
         self._rate = 0
 

@@ -17,8 +17,11 @@ while a + 2 < #ARGV and room > 0 and skips < tonumber(ARGV[#ARGV]) do
     local job_id = redis.call('RPOP', pending)
     if redis.call('LLEN', pending) == 0 then redis.call('LREM', ring, 0, tenant) end
     if job_id then
-      -- A job canceled (or expired) while pending is dropped here, never sent.
-      if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' then
+      -- A job canceled (or expired) while pending is dropped here, never sent; so is a
+      -- unit of a long job (tasks.units: `<job id>.<n>`) whose job no longer runs.
+      local parent = string.match(job_id, '^([^.]+)%.%d+$')
+      if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' and
+         (not parent or redis.call('HGET', ARGV[2] .. parent, 'status') == 'running') then
         redis.call('HSET', KEYS[1], job_id, tenant .. ' ' .. priority)
         taken[#taken + 1] = job_id
         taken[#taken + 1] = tenant

@@ -17,6 +17,7 @@ import soundfile
 
 from bench.vits import build_random_vits
 from tasks.settings import ModelSpec, Settings, VoiceSpec
+from tasks.text import split_text
 from tests.conftest import (
     ROOT,
     ApiServer,
@@ -27,7 +28,6 @@ from tests.conftest import (
     settings_env,
 )
 from tests.helpers.jobs import wait_terminal
-from worker.text import split_text
 
 MODEL = "tiny-vits"
 VOICE = "tiny"

@@ -134,3 +134,42 @@ def test_high_priority_overtakes_a_normal_backlog(
     )
     # The shallow queue and the job in flight; never the backlog.
     assert before <= DEPTH + 3
+
+
+def test_a_tenants_book_does_not_delay_another_tenants_short_job(
+    roomy_settings: Settings,
+    start_api: Callable[..., ApiServer],
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+) -> None:
+    """The book's units (tasks.units, one piece each here) wait in A's pending list and are
+    handed out one tenant at a time: B's job waits behind the shallow queue and what the
+    worker holds, not behind the rest of the book."""
+    settings = roomy_settings.model_copy(update={"max_text_chars": 600, "unit_chars": 300})
+    api = start_api(settings)
+    start_worker(settings, concurrency=1)
+    book = " ".join(
+        f"The tide came in over the harbour wall for the {i}th time." for i in range(90)
+    )
+    with api.client("acme") as a, api.client("globex") as b:
+        book_id = a.post("/v1/jobs", json={"text": book}).json()["id"]
+
+        def pieces_done() -> int:
+            progress = a.get(f"/v1/jobs/{book_id}").json()["progress"]
+            return int(progress["pieces_done"]) if progress else 0
+
+        wait_until(lambda: pieces_done() >= 1, timeout=60)
+        before = pieces_done()
+        submitted = time.perf_counter()
+        job = b.post("/v1/jobs", json={"text": "Hello from the other tenant."}).json()
+        wait_succeeded(b, job["id"], timeout=60)
+        waited = time.perf_counter() - submitted
+        during = pieces_done() - before
+        total = a.get(f"/v1/jobs/{book_id}").json()["progress"]["pieces_total"]
+        a.post(f"/v1/jobs/{book_id}/cancel")
+    print(
+        f"\nfairness: A's book of {total} pieces; B's one job succeeded {waited:.2f} s after "
+        f"submit, after {during} more of the book's pieces (dispatch depth {DEPTH}, 1 worker)"
+    )
+    # The shallow queue, the unit running and the ones prefetched: a few pieces, not the book.
+    assert during <= DEPTH + 3 < total

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
+from tasks import keys
 from tests.conftest import API_KEYS, TEST_OUTPUT, ApiServer, RedisServer, fleet_settings, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,8 +33,12 @@ SENTENCE = "The meeting has been moved to half past three in the small conferenc
 def fleet(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
-    """API and one worker process sharing a file store, for the whole module."""
-    settings = fleet_settings(redis_server, tmp_path_factory.mktemp("playground"))
+    """API and one worker process sharing a file store, for the whole module. A text past
+    600 characters fans out into units of one piece (tasks.units), so the long job below
+    is a book made unit by unit."""
+    settings = fleet_settings(
+        redis_server, tmp_path_factory.mktemp("playground"), max_text_chars=600, unit_chars=300
+    )
     with serving(settings, settings.home.parent / "worker.log", concurrency=1) as (api, _):
         yield api
 
@@ -204,7 +210,7 @@ def test_a_long_job_plays_while_it_is_made_and_shows_its_progress(
     page = tab.page
     page.goto(fleet.url + "/")
     enter_key(page, API_KEYS["acme"])
-    text = " ".join([SENTENCE] * 12)  # about 900 characters: four pieces
+    text = " ".join([SENTENCE] * 12)  # about 900 characters: four pieces, four units
     page.get_by_label("Text", exact=True).fill(text)
     page.get_by_label("Format").select_option("wav")
     page.evaluate(
@@ -226,6 +232,8 @@ def test_a_long_job_plays_while_it_is_made_and_shows_its_progress(
     job_id = page.locator("#job-id").inner_text()
     with fleet.client() as http:
         job = http.get(f"/v1/jobs/{job_id}").json()
+    with redis.Redis.from_url(fleet.settings.redis_url) as client:
+        assert client.hget(keys.job_key(job_id), "units") == b"4"  # it fanned out
 
     heard: list[list[str]] = page.evaluate("window.heard")
     # Audio was scheduled while the job still ran, and in the end all of it was heard.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tasks.text import split_text
 from worker.audio import join
 from worker.engines import Audio
-from worker.text import split_text
 
 
 def test_short_text_is_one_piece() -> None:

@@ -1,4 +1,6 @@
-"""Long texts: split at sentence bounds into pieces an engine synthesizes as one batch."""
+"""Long texts: split at sentence bounds into pieces an engine synthesizes as one batch, and
+a book's pieces grouped into units that any worker may take (tasks.units). In the contract
+because the split is made once and both a worker and the tests reproduce it."""
 
 from __future__ import annotations
 
@@ -46,3 +48,19 @@ def split_text(text: str, limit: int = PIECE_CHARS) -> list[str]:
         return [text]
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
     return _pack(sentences, limit)
+
+
+def group_pieces(pieces: list[str], limit: int) -> list[list[str]]:
+    """Consecutive pieces packed into groups of at most `limit` characters (a piece longer
+    than `limit` is a group of its own): the units a long job fans out into. The pieces
+    themselves are not cut again, so the units' pieces are exactly the job's pieces."""
+    groups: list[list[str]] = []
+    size = 0
+    for piece in pieces:
+        if groups and size + len(piece) <= limit:
+            groups[-1].append(piece)
+            size += len(piece)
+        else:
+            groups.append([piece])
+            size = len(piece)
+    return groups

@@ -1,0 +1,262 @@
+"""Long jobs fan out into units (tasks.units): the runner with a real store and storage and
+in-process engines, the units run in any order as any worker would take them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+import soundfile
+
+from tasks import keys, timestamps, units
+from tasks.jobs import AudioFormat, CallbackInfo, Job, JobStatus
+from tasks.settings import ModelSpec, VoiceSpec
+from tasks.storage import FileStorage
+from tasks.store import JobStore
+from tasks.text import group_pieces, split_text
+from tests.conftest import ApiServer, RedisServer, fleet_settings, serving
+from tests.engines import CrashingEngine, TextEngine, TextToneEngine
+from tests.helpers.jobs import make_job
+from worker.audio import encode, join
+from worker.batcher import DirectSynthesizer
+from worker.engines import SynthesisRequest
+from worker.runner import JobRunner
+
+# Thirty sentences, about 1,700 characters: past the runners' 600-character limit below.
+BOOK = " ".join(
+    f"Chapter one, sentence {i}: the lighthouse keeper counted {i} ships before dawn."
+    for i in range(30)
+)
+LIMIT, UNIT = 600, 400
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FileStorage:
+    return FileStorage(tmp_path / "audio")
+
+
+def runner(store: JobStore, storage: FileStorage, engine: object, **options: object) -> JobRunner:
+    return JobRunner(
+        store, storage, DirectSynthesizer(engine),  # type: ignore[arg-type]
+        3, max_text_chars=LIMIT, unit_chars=UNIT, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def fan_out(store: JobStore, storage: FileStorage, **fields: object) -> tuple[Job, list[str]]:
+    """A book submitted and taken once: it is now its units, queued."""
+    job = make_job(text=BOOK, voice="tone", sample_rate=16000, **fields)
+    store.create(job)
+    outcome = runner(store, storage, TextEngine()).run(job.id)
+    assert outcome.status is None
+    book = store.get(job.id)
+    assert book is not None and book.units is not None
+    return book, [units.unit_id(job.id, i) for i in range(book.units)]
+
+
+def test_a_long_text_becomes_units_queued_in_order_for_the_dispatcher(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    groups = group_pieces(split_text(BOOK), UNIT)
+    assert book.units == len(groups) > 2 and book.status is JobStatus.RUNNING
+    assert book.progress is not None
+    assert (book.progress.pieces_done, book.progress.pieces_total) == (0, sum(map(len, groups)))
+    # Each unit holds its exact pieces; the dispatcher pops the right end first.
+    for index, unit_id in enumerate(unit_ids):
+        unit = store.unit(unit_id)
+        assert unit is not None and (unit.parent, unit.index) == (book.id, index)
+        assert unit.pieces == groups[index]
+    pending = redis_client.lrange(keys.pending_key(book.model, "normal", book.tenant), 0, -1)
+    assert pending[::-1] == unit_ids
+    # The tenant sees (and counts) one job; the units are nobody's jobs.
+    assert redis_client.zrange(keys.tenant_jobs_key(book.tenant), 0, -1) == [book.id]
+    assert redis_client.zrange(keys.tenant_status_jobs_key(book.tenant, "queued"), 0, -1) == []
+    assert redis_client.zrange(keys.tenant_active_key(book.tenant), 0, -1) == [book.id]
+    assert store.get_for_tenant(book.tenant, unit_ids[0]) is None
+    # The units are in flight now, not the job: the reconciler must not send it again.
+    assert redis_client.zscore(keys.inflight_key(book.model), book.id) is None
+
+
+def test_units_run_in_any_order_and_the_book_is_its_pieces_joined(
+    store: JobStore, storage: FileStorage
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    engine = TextEngine()
+    run = runner(store, storage, engine)
+    for unit_id in reversed(unit_ids):
+        assert run.run(unit_id).status is JobStatus.SUCCEEDED
+    final = store.get(book.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED and final.audio is not None
+    pieces = split_text(BOOK)
+    alone = TextEngine().synthesize([SynthesisRequest(text=p, voice="tone") for p in pieces])
+    expected = encode(join(alone), book.format, book.sample_rate, None)
+    path = storage.local_path(book.storage_key)
+    assert path is not None and path.read_bytes() == expected.data
+    assert final.progress is not None
+    assert final.progress.pieces_done == final.progress.pieces_total == len(pieces)
+    # Every piece once, and the parts are gone once joined.
+    assert sorted(engine.texts) == sorted(pieces)
+    assert all(storage.local_path(units.part_key(book.storage_key, i)) is None
+               for i in range(len(unit_ids)))  # fmt: skip
+
+
+def test_book_timestamps_cover_its_audio_in_order(store: JobStore, storage: FileStorage) -> None:
+    book, unit_ids = fan_out(store, storage)
+    run = runner(store, storage, TextEngine())
+    for unit_id in unit_ids:
+        run.run(unit_id)
+    found = timestamps.load(store.redis, book.storage_key)
+    assert found is not None and found.granularity.value == "sentence"
+    assert [item.text for item in found.items] == split_text(BOOK)
+    final = store.get(book.id)
+    assert final is not None and final.audio is not None
+    ends = [item.end_s for item in found.items]
+    starts = [item.start_s for item in found.items]
+    assert starts[0] == 0 and all(b >= a for a, b in zip(ends, starts[1:], strict=False))
+    assert ends[-1] == pytest.approx(final.audio.duration_s, abs=0.001)
+
+
+def test_a_unit_whose_part_is_recorded_is_not_made_again(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    engine = TextEngine()
+    run = runner(store, storage, engine)
+    run.run(unit_ids[0])
+    made = len(engine.texts)
+    # Its worker died after the part was recorded, before the unit itself was: the unit is
+    # delivered again.
+    redis_client.hset(keys.job_key(unit_ids[0]), "status", "running")
+    assert run.run(unit_ids[0]).status is JobStatus.SUCCEEDED
+    assert len(engine.texts) == made and run.units_resumed == 1
+    for unit_id in unit_ids[1:]:
+        run.run(unit_id)
+    final = store.get(book.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED
+    assert sorted(engine.texts) == sorted(split_text(BOOK))
+    assert final.progress is not None and final.progress.pieces_done == len(split_text(BOOK))
+
+
+def test_canceling_a_book_stops_its_remaining_units(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage, callback=CallbackInfo(url="https://h.example/x"))
+    engine = TextEngine()
+    run = runner(store, storage, engine)
+    run.run(unit_ids[0])
+    assert store.cancel(book.id).applied
+    made = len(engine.texts)
+    for unit_id in unit_ids[1:]:
+        assert run.run(unit_id).status is JobStatus.CANCELED
+    assert len(engine.texts) == made
+    final = store.get(book.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
+    events = redis_client.zrange(keys.CALLBACK_OUTBOX, 0, -1)
+    assert events == [keys.callback_event_id(book.id, "canceled")]
+
+
+def test_a_unit_that_keeps_failing_fails_the_book_once(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage, callback=CallbackInfo(url="https://h.example/x"))
+    run = runner(store, storage, CrashingEngine())
+    outcomes = [run.run(unit_ids[1]) for _ in range(3)]
+    assert [o.status for o in outcomes] == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.FAILED]
+    final = store.get(book.id)
+    assert final is not None and final.status is JobStatus.FAILED and final.error is not None
+    assert final.error.code == "engine_error"
+    # The other units are not made now, and the book has one terminal event.
+    assert run.run(unit_ids[0]).status is JobStatus.CANCELED
+    events = redis_client.zrange(keys.CALLBACK_OUTBOX, 0, -1)
+    assert events == [keys.callback_event_id(book.id, "failed")]
+
+
+def test_a_redelivered_book_is_not_fanned_out_twice(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    assert runner(store, storage, TextEngine()).run(book.id).status is None
+    pending = redis_client.lrange(keys.pending_key(book.model, "normal", book.tenant), 0, -1)
+    assert len(pending) == len(unit_ids)
+
+
+def test_a_stream_of_a_book_continues_its_first_units_container(
+    store: JobStore, storage: FileStorage, redis_server: RedisServer
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    run = runner(store, storage, TextEngine())
+    for unit_id in unit_ids:
+        run.run(unit_id)
+    client = redis.Redis.from_url(redis_server.url)
+    data = b""
+    for index, unit_id in enumerate(unit_ids):
+        entries = client.xrange(keys.audio_stream_key(unit_id))
+        body = b"".join(fields[b"d"] for _, fields in entries if b"d" in fields)
+        assert entries[-1][1] == {b"end": b"succeeded"}
+        assert body.startswith(b"RIFF") == (index == 0)
+        data += body
+    streamed, rate = soundfile.read(io.BytesIO(data), dtype="int16")
+    path = storage.local_path(book.storage_key)
+    assert path is not None
+    stored, _ = soundfile.read(path, dtype="int16")
+    # The stream joins units end to end; the stored file crossfades each seam (10 ms).
+    assert rate == 16000
+    assert 0 <= len(streamed) - len(stored) <= (len(unit_ids) - 1) * 16000 // 50
+    assert np.asarray(streamed).size > 0
+
+
+# The same behaviours through the real processes: API with its dispatcher, a worker.
+
+
+@pytest.fixture
+def book_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:
+    log = tmp_path / "synthesized.log"
+    settings = fleet_settings(
+        redis_server, tmp_path, db=8, result_cache=False, rate_limit_per_s=0,
+        max_text_chars=LIMIT, unit_chars=UNIT,
+        models={"m": ModelSpec(engine="tests.engines:TextToneEngine",
+                               options={"seconds": 0.05, "log": str(log)},
+                               voices={"tone": VoiceSpec(language="en", sample_rate=16000)})},
+    )  # fmt: skip
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    with serving(settings, tmp_path / "worker.log", concurrency=2) as (api, _):
+        yield api, log
+
+
+def test_a_book_streams_while_made_and_ends_as_its_pieces_joined(
+    book_fleet: tuple[ApiServer, Path],
+) -> None:
+    api, log = book_fleet
+    with api.client() as http:
+        response = http.post("/v1/jobs", json={"text": BOOK, "voice": "tone"})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        chunks: list[bytes] = []
+        status_at_first = ""
+        with http.stream("GET", f"/v1/jobs/{job_id}/audio/stream", timeout=60) as stream:
+            assert stream.status_code == 200 and stream.headers["content-type"] == "audio/wav"
+            for chunk in stream.iter_raw():
+                if not chunks:
+                    status_at_first = http.get(f"/v1/jobs/{job_id}").json()["status"]
+                chunks.append(chunk)
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        assert status_at_first == "running" and job["status"] == "succeeded"
+        progress = job["progress"]
+        assert progress["pieces_done"] == progress["pieces_total"] == len(split_text(BOOK))
+        stored = http.get(f"/v1/jobs/{job_id}/audio").content
+        captions = http.get(f"/v1/jobs/{job_id}/timestamps").json()
+    pieces = split_text(BOOK)
+    alone = TextToneEngine(ModelSpec(engine="x", voices={})).synthesize(
+        [SynthesisRequest(text=p, voice="tone") for p in pieces]
+    )
+    assert stored == encode(join(alone), AudioFormat.WAV, 16000, None).data
+    streamed, _ = soundfile.read(io.BytesIO(b"".join(chunks)), dtype="int16")
+    samples, _ = soundfile.read(io.BytesIO(stored), dtype="int16")
+    assert 0 <= len(streamed) - len(samples) <= (len(group_pieces(pieces, UNIT)) - 1) * 160
+    assert [item["text"] for item in captions["items"]] == pieces
+    # Each piece was made once, by whichever worker process took its unit.
+    assert sorted(log.read_text().splitlines()) == sorted(pieces)
