@@ -5,7 +5,8 @@ the `openai` SDKs) use ttsfleet by changing the base URL and the key.
 A speech request is a job like any other: it is admitted by the same Submission (rate
 limit, quota, idempotency, fair pending lists, priority), dispatched to the same batching
 workers and cached the same way; the request then waits for its end on the process's one
-subscriber (api.waiters) and answers with the audio. Every error on these routes is in
+subscriber (api.waiters) and answers with the audio, or, asked `"stream_format": "audio"`,
+relays the job's audio stream as it is made (api.streams). Every error on these routes is in
 OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, `code` being ttsfleet's
 stable code, because OpenAI's clients read that shape and no other.
 """
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -34,8 +35,10 @@ from api.body import StrictJsonRoute, read_json
 from api.jobs import build_job
 from api.metrics import JOBS_SUBMITTED
 from api.reads import JobReads
+from api.streams import NoAudioYet, open_stream
 from api.submission import Submission
 from api.waiters import JobWaiters
+from tasks import streams
 from tasks.jobs import (
     LOUDNESS_MAX_LUFS,
     LOUDNESS_MIN_LUFS,
@@ -99,8 +102,9 @@ class VoiceRef(BaseModel):
 
 class SpeechRequest(BaseModel):
     """OpenAI's speech request. Unknown fields are ignored, as are `instructions` (no engine
-    here takes a style prompt); `stream_format` must be `audio` (no SSE events yet).
-    `loudness_lufs` and `priority` are ttsfleet's own, as on POST /v1/jobs."""
+    here takes a style prompt); `stream_format` `audio` streams the audio as it is made,
+    `sse` is refused (speech_request). `loudness_lufs` and `priority` are ttsfleet's own,
+    as on POST /v1/jobs."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -111,7 +115,19 @@ class SpeechRequest(BaseModel):
     # strict: a boolean is not a number (pydantic would take `true` as 1).
     speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False, strict=True)
     instructions: str | None = None
-    stream_format: Literal["audio"] = "audio"
+    # `sse` is parsed to be refused with its own code (speech_request); the document lists
+    # only what is served, so that a schema-valid request is never refused for its value.
+    stream_format: Annotated[
+        Literal["audio", "sse"] | None,
+        WithJsonSchema(
+            {"anyOf": [{"const": "audio", "type": "string"}, {"type": "null"}], "default": None}
+        ),
+    ] = Field(
+        default=None,
+        description="`audio`: the audio as chunked HTTP while it is made (mp3, wav, pcm; "
+        "other formats answer whole); left out: the whole file once the job ends; "
+        "OpenAI's `sse` is refused (400 unsupported_stream_format)",
+    )
     loudness_lufs: float | None = Field(
         default=None, ge=LOUDNESS_MIN_LUFS, le=LOUDNESS_MAX_LUFS, allow_inf_nan=False, strict=True
     )
@@ -225,10 +241,8 @@ class OpenAIRoute(StrictJsonRoute):
 TenantDep = Annotated[Tenant, Depends(authenticate)]
 
 
-def speech_job_request(body: Any, settings: Settings, aliases: Aliases) -> JobRequest:
-    """The job an OpenAI speech body asks for, or SpeechError naming the parameter at fault.
-
-    Text rules (non-blank, no NUL, `TTSFLEET_MAX_TEXT_CHARS`) are POST /v1/jobs' own."""
+def speech_request(body: Any) -> SpeechRequest:
+    """An OpenAI speech body, or SpeechError naming the parameter at fault."""
     if not isinstance(body, dict):
         raise SpeechError("validation_error", "the body must be a JSON object", None)
     try:
@@ -236,6 +250,22 @@ def speech_job_request(body: Any, settings: Settings, aliases: Aliases) -> JobRe
     except ValidationError as exc:
         message, _ = errors.describe(exc)
         raise SpeechError("validation_error", message, _param_of(exc)) from exc
+    if speech.stream_format == "sse":
+        # OpenAI's own value, so not a validation_error: a client can tell it apart and
+        # fall back to `audio` or to the whole file.
+        raise SpeechError(
+            "unsupported_stream_format",
+            "stream_format 'sse' (server-sent events) is not served here; ask 'audio' for "
+            "the audio as it is made, or leave it out for the whole file",
+            "stream_format",
+        )
+    return speech
+
+
+def speech_job_request(speech: SpeechRequest, settings: Settings, aliases: Aliases) -> JobRequest:
+    """The job a speech request asks for, or SpeechError naming the parameter at fault.
+
+    Text rules (non-blank, no NUL, `TTSFLEET_MAX_TEXT_CHARS`) are POST /v1/jobs' own."""
     fleet_voices = [v for spec in settings.models.values() for v in spec.voices]
     model = aliases.models.get(speech.model, speech.model)
     if model not in settings.models:
@@ -361,7 +391,8 @@ def _speech_openapi() -> dict[str, Any]:
     schema = SpeechRequest.model_json_schema()
     body = _inline(schema, schema.get("$defs", {}))
     described = {
-        400: "a bad request (param names the field)",
+        400: "a bad request (param names the field); stream_format sse is "
+        "unsupported_stream_format",
         409: "job_canceled",
         413: "payload_too_large",
         415: "unsupported_media_type",
@@ -370,7 +401,12 @@ def _speech_openapi() -> dict[str, Any]:
         504: "speech_timeout: the job goes on; fetch it at Location",
     }
     responses: dict[int | str, Any] = {
-        "200": {"description": "the audio", "content": {"audio/*": {}}},
+        "200": {
+            "description": "the audio: the whole file once the job ends, or with "
+            "stream_format audio (mp3, wav, pcm) chunked from its first piece on; a job that "
+            "fails mid-stream ends the body early (X-Job-Id names the job to look at)",
+            "content": {"audio/*": {}},
+        },
         **error_responses(described),
     }
     return {
@@ -393,12 +429,18 @@ def router(settings: Settings) -> APIRouter:
     async def create_speech(request: Request, tenant: TenantDep) -> Response:
         """OpenAI's speech call: the audio once the job ends, within
         `TTSFLEET_SPEECH_TIMEOUT_S`; past it 504 `speech_timeout` with `Location`.
+        With `"stream_format": "audio"` and an mp3, wav or pcm job, the audio as chunked
+        HTTP from its first piece on (the first piece awaited as long as the whole job
+        would be), ending once the job is recorded terminal; a job that fails mid-stream
+        just ends the body, since clients do not read HTTP trailers (its record says why).
+        A job that ends without a stream (a result-cache hit) answers its stored file.
         An `Idempotency-Key` header works as on POST /v1/jobs."""
         # Read by hand, not as a parameter: FastAPI would document a 422 this route never
         # answers (its errors are 400, OpenAI's).
         idempotency_key = request.headers.get("idempotency-key")
         body = await read_speech_body(request)
-        job_request = speech_job_request(body, settings, aliases)
+        speech = speech_request(body)
+        job_request = speech_job_request(speech, settings, aliases)
         job = build_job(settings, tenant, job_request)
         submission: Submission = request.app.state.submission
         done = await submission.submit(
@@ -407,10 +449,27 @@ def router(settings: Settings) -> APIRouter:
         job = done.jobs[0]
         if not done.replayed:
             JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
+        deadline = time.monotonic() + settings.speech_timeout_s
+        # Opus, AAC and FLAC would stream as WAV (tasks.streams): a client that asked for
+        # one gets it whole instead, in the format it asked for.
+        if (
+            speech.stream_format == "audio"
+            and streams.stream_format(job.format) is job.format
+            and not job.status.is_terminal()
+        ):
+            first_within_s = max(0.0, deadline - time.monotonic())
+            try:
+                streamed = await open_stream(request, job, first_within_s, {"X-Job-Id": job.id})
+            except NoAudioYet:
+                streamed = None  # past the timeout: the read below answers 504 (or its end)
+            if streamed is not None:
+                return streamed
         waiters: JobWaiters = request.app.state.waiters
         job_id = job.id
         job = await waiters.wait(
-            job_id, settings.speech_timeout_s, lambda: _read_job(request, tenant, job_id)
+            job_id,
+            max(0.0, deadline - time.monotonic()),
+            lambda: _read_job(request, tenant, job_id),
         )
         if job.status is JobStatus.SUCCEEDED:
             return await _audio(request, job)

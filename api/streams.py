@@ -4,13 +4,14 @@ The stream relays the job's Redis stream (tasks.streams) as chunked HTTP: the re
 starts with the first audio, each later stretch follows as soon as it and all before it are
 done, and the response ends once the job is recorded terminal. A job that ended without
 a stream (a cache hit, a stream expired or trimmed before this listener came) is a 307 to
-its stored audio.
+its stored audio. `open_stream` is the relay alone: `POST /v1/audio/speech` with
+`stream_format: audio` answers with it too (api.openai).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Annotated, Any, Literal, cast
 
 import redis.asyncio
@@ -192,6 +193,39 @@ class PieceReader:
 _ENDED = (None, *TERMINAL)
 
 
+async def open_stream(
+    request: Request, job: Job, first_within_s: float, headers: Mapping[str, str] | None = None
+) -> StreamingResponse | None:
+    """The job's stream as chunked HTTP in its stream format, answered once its first audio
+    is there and ended once the job is recorded terminal; None if the job ended without a
+    stream (a cache hit, no audio before it failed or was canceled) or the stream's start
+    was trimmed away. NoAudioYet past `first_within_s`. A job that fails mid-stream just
+    ends the body (HTTP trailers are not something clients read)."""
+    reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id, job.units)
+    chunks = reader.chunks(first_within_s)
+    try:
+        first = await anext(chunks, None)
+    except StreamGap:
+        first = None
+    if first is None:
+        await chunks.aclose()
+        return None
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return StreamingResponse(
+        body(),
+        media_type=streams.stream_format(job.format).content_type,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
+    )
+
+
 @router.get(
     "/jobs/{job_id}/audio/stream",
     responses={
@@ -211,34 +245,16 @@ async def stream_audio(
     with an open length, mp3), else as WAV; a job already done without a stream is a 307.
     A job with no audio yet within `wait_s` (a queue ahead of it) is 409 with Retry-After."""
     job = await _job(request, tenant, job_id)
-    reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id, job.units)
-    chunks = reader.chunks(wait_s)
     try:
-        first = await anext(chunks, None)
-    except StreamGap:
-        first = None
+        response = await open_stream(request, job, wait_s)
     except NoAudioYet:
         raise errors.JobNotFinished(
             f"the job is {job.status.value} with no audio yet after {wait_s:g} s; ask again",
             {"Retry-After": str(errors.RETRY_AFTER_S)},
         ) from None
-    if first is None:
-        await chunks.aclose()
-        job = await _job(request, tenant, job_id)
-        if job.status is JobStatus.SUCCEEDED:
-            return RedirectResponse(f"/v1/jobs/{job.id}/audio", status_code=307)
-        raise errors.JobNotFinished(f"the job is {job.status.value}; it has no audio to stream")
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
-
-    return StreamingResponse(
-        body(),
-        media_type=streams.stream_format(job.format).content_type,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    if response is not None:
+        return response
+    job = await _job(request, tenant, job_id)
+    if job.status is JobStatus.SUCCEEDED:
+        return RedirectResponse(f"/v1/jobs/{job.id}/audio", status_code=307)
+    raise errors.JobNotFinished(f"the job is {job.status.value}; it has no audio to stream")

@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 
@@ -87,3 +89,16 @@ def loudness(data: bytes, raw_rate: int | None = None) -> Loudness:
     lufs = float(summary.split("I:")[1].split("LUFS")[0])
     peak = float(summary.split("Peak:")[1].split("dBFS")[0])
     return Loudness(lufs, peak)
+
+
+def decode(data: bytes) -> npt.NDArray[np.int16]:
+    """The mono 16-bit samples ffmpeg decodes, to compare audio itself (libsndfile sizes an
+    MP3 without a LAME tag, such as a stream, from its first frame, and reads it short)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audio"
+        path.write_bytes(data)
+        pcm = subprocess.run(
+            [_ffmpeg("ffmpeg"), "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+    return np.frombuffer(pcm, dtype="<i2")

@@ -365,6 +365,27 @@ CASES += [
 ]  # fmt: skip
 
 
+def speech(**fields: Any) -> dict[str, Any]:
+    return {"model": "tts-1", "voice": "alloy", "input": "Hello.", **fields}
+
+
+# OpenAI's speech route answers 400, in OpenAI's shape; a stream_format it does not serve
+# (sse) has its own code, any other value is a validation error.
+CASES += [
+    Case(f"speech stream_format {n}", 400, code, body=raw(speech(stream_format=v)),
+         path="/v1/audio/speech")
+    for n, v, code in [
+        ("sse", "sse", "unsupported_stream_format"),
+        ("bogus", "bogus", "validation_error"),
+        ("upper case", "AUDIO", "validation_error"),
+        ("empty", "", "validation_error"),
+        ("number", 1, "validation_error"),
+        ("list", ["audio"], "validation_error"),
+        ("object", {"type": "audio"}, "validation_error"),
+    ]
+]  # fmt: skip
+
+
 def _jobs(client: redis.Redis) -> int:
     return sum(1 for _ in client.scan_iter("ttsfleet:job:*", count=1000))
 
@@ -460,7 +481,7 @@ def test_every_route_with_a_body_parses_it_strictly() -> None:
         pending += inner.routes if inner is not None else []
         routes.append(route)
     api_routes = [r for r in routes if isinstance(r, APIRoute)]
-    posts = [r for r in api_routes if r.body_field is not None or "POST" in r.methods]
+    posts = [r for r in api_routes if r.body_field is not None or "POST" in (r.methods or ())]
     assert {"/v1/jobs", "/v1/jobs/batch"} <= {r.path for r in posts}
     assert [r.path for r in posts if not isinstance(r, StrictJsonRoute)] == []
 

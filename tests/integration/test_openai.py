@@ -84,13 +84,19 @@ def test_speech_in_each_format_decodes_to_its_rate_and_duration(
     assert expected > 1.0
 
 
-def test_speech_streams_with_the_sdk(fleet: ApiServer, tmp_path: Path, sdk: SDK) -> None:
+@pytest.mark.parametrize("stream_format", [None, "audio"])
+def test_speech_streams_with_the_sdk(
+    fleet: ApiServer, tmp_path: Path, sdk: SDK, stream_format: str | None
+) -> None:
+    """The whole file, or (`stream_format: audio`) the job's stream as it is made: a
+    player decodes either to the same mp3."""
     target = tmp_path / "speech.mp3"
     with sdk(fleet).audio.speech.with_streaming_response.create(
         model="gpt-4o-mini-tts",
         voice="coral",
         input=SENTENCE,
         instructions="Speak in a cheerful and positive tone.",  # accepted, ignored
+        **({"stream_format": stream_format} if stream_format else {}),  # type: ignore[arg-type]
     ) as response:
         assert response.headers["content-type"] == "audio/mpeg"
         response.stream_to_file(target)
@@ -122,7 +128,8 @@ def test_fleet_names_and_extensions_work_too(fleet: ApiServer, sdk: SDK) -> None
         ({"input": "x" * 5001}, "validation_error", "input"),
         ({"speed": 9.0}, "validation_error", "speed"),
         ({"response_format": "wma"}, "validation_error", "response_format"),
-        ({"stream_format": "sse"}, "validation_error", "stream_format"),
+        ({"stream_format": "sse"}, "unsupported_stream_format", "stream_format"),
+        ({"stream_format": "video"}, "validation_error", "stream_format"),
     ],
 )
 def test_bad_requests_answer_400_in_openai_shape(
@@ -135,6 +142,27 @@ def test_bad_requests_answer_400_in_openai_shape(
     assert error.status_code == 400
     assert error.code == code and error.param == param and error.type == "invalid_request_error"
     assert set(error.response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_job_that_ends_without_a_stream_answers_its_stored_file(
+    fleet: ApiServer, sdk: SDK
+) -> None:
+    """The second request is a result-cache hit: no stream is made, so the same response
+    carries the stored file, not a redirect (OpenAI's clients expect the body)."""
+    request = {
+        "model": "tts-1", "voice": "alloy", "input": "A cached sentence, streamed once.",
+        "response_format": "wav", "stream_format": "audio",
+    }  # fmt: skip
+    answers = []
+    for _ in range(2):
+        response = sdk(fleet).audio.speech.with_raw_response.create(**request)  # type: ignore[arg-type]
+        answers.append((response.status_code, response.headers["x-job-id"], response.content))
+    (first_status, first_id, streamed), (status, job_id, data) = answers
+    assert first_status == status == 200 and first_id != job_id
+    assert streamed[40:44] == b"\xff\xff\xff\xff"  # made while heard: its length was open
+    with fleet.client() as http:
+        stored = http.get(f"/v1/jobs/{job_id}/audio").content
+    assert data == stored and data[40:44] != b"\xff\xff\xff\xff"
 
 
 def test_a_wrong_key_is_an_authentication_error(fleet: ApiServer, sdk: SDK) -> None:
@@ -194,6 +222,23 @@ def test_rate_limit_and_timeout_in_openai_shape(
         sdk(api).audio.speech.create(model="tts-1", voice="alloy", input=SENTENCE)
     assert limited.value.code == "rate_limited"
     assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_stream_waits_for_its_first_audio_up_to_the_speech_timeout(
+    start_api: Callable[..., ApiServer], make_settings: Callable[..., Settings], sdk: SDK
+) -> None:
+    """No worker: `stream_format: audio` answers as the whole-file request does, 504
+    naming the job once the speech timeout passes without audio."""
+    api = start_api(make_settings(speech_timeout_s=1))
+    with pytest.raises(openai.InternalServerError) as timed_out:
+        sdk(api).audio.speech.create(
+            model="tts-1", voice="alloy", input=SENTENCE, stream_format="audio"
+        )
+    error = timed_out.value
+    assert error.status_code == 504 and error.code == "speech_timeout"
+    assert error.response.headers["x-should-retry"] == "false"
+    with api.client() as http:
+        assert http.get(error.response.headers["location"]).json()["status"] == "queued"
 
 
 def test_aliases_setting_replaces_the_defaults(make_settings: Callable[..., Settings]) -> None:

@@ -7,12 +7,13 @@ import io
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import openai
 import pytest
 import redis
 import soundfile
@@ -21,7 +22,15 @@ import webvtt
 
 from tasks import keys
 from tasks.settings import ModelSpec, Settings, VoiceSpec
-from tests.conftest import ApiServer, RedisServer, WorkerProcess, fleet_settings, wait_until
+from tests.conftest import (
+    API_KEYS,
+    ApiServer,
+    RedisServer,
+    WorkerProcess,
+    fleet_settings,
+    wait_until,
+)
+from tests.helpers import audio_probe
 
 VOICE = "tone"
 # Eleven sentences, about 900 characters: four pieces of at most 300.
@@ -203,3 +212,124 @@ def test_mp3_jobs_stream_mp3(tone_fleet: Fleet) -> None:
         data = response.read()
     assert tone_fleet.wait(job_id)["status"] == "succeeded"
     assert data[:2] == b"\xff\xf3" or data[:3] == b"ID3"
+
+
+def _speech_stream(
+    fleet: Fleet, fmt: str, after_first: Callable[[str], None] = lambda job_id: None
+) -> tuple[str, str, bytes]:
+    """`POST /v1/audio/speech` with `stream_format: audio` through the `openai` SDK: the job
+    id, the Content-Type and the bytes; `after_first(job_id)` runs when the first arrive."""
+    sdk = openai.OpenAI(
+        base_url=fleet.api.url + "/v1", api_key=API_KEYS["acme"], max_retries=0, timeout=60
+    )
+    chunks: list[bytes] = []
+    with (
+        sdk,
+        sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=TEXT, response_format=fmt,  # type: ignore[arg-type]
+            stream_format="audio",
+        ) as response,
+    ):  # fmt: skip
+        job_id = response.headers["x-job-id"]
+        for chunk in response.iter_bytes():
+            if not chunks:
+                after_first(job_id)
+            chunks.append(chunk)
+    return job_id, response.headers["content-type"], b"".join(chunks)
+
+
+def test_openai_speech_with_stream_format_audio_streams_before_its_job_ends(
+    slow_fleet: Fleet,
+) -> None:
+    """mp3 (OpenAI's default), wav and pcm: the first bytes come while the job still runs,
+    the response ends once it is recorded succeeded, and the bytes are its stored audio."""
+    slow_fleet.start_worker()
+    for fmt in ("mp3", "wav", "pcm"):
+        status_at_first: list[str] = []
+
+        def look(job_id: str) -> None:
+            status_at_first.append(slow_fleet.http.get(f"/v1/jobs/{job_id}").json()["status"])
+
+        job_id, content_type, data = _speech_stream(slow_fleet, fmt, look)
+        # Three more pieces of half a second each were still to make at the first bytes.
+        assert status_at_first == ["running"], fmt
+        job = slow_fleet.http.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", fmt  # recorded before the response ended
+        stored = slow_fleet.http.get(f"/v1/jobs/{job_id}/audio").content
+        assert content_type == {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm"}[fmt]
+        if fmt == "mp3":
+            # The stream's first frame is an empty Info tag where the stored file has LAME's
+            # (its length is unknown then), so a decoder keeps what that tag trims: the tag
+            # frame itself (decoded as silence), LAME's delay and the last frame's padding (MPEG-2: 576, 1105,
+            # under 576 samples). The stored audio is all there, in between.
+            streamed, kept = audio_probe.decode(data), audio_probe.decode(stored)
+            extra = len(streamed) - len(kept)
+            assert 0 < extra < 576 + 1105 + 576
+            assert any(
+                np.array_equal(streamed[at : at + len(kept)], kept) for at in range(extra + 1)
+            )
+            continue
+        raw = {"format": "RAW", "subtype": "PCM_16", "samplerate": 24000, "channels": 1}
+        options: dict[str, Any] = raw if fmt == "pcm" else {}
+        streamed_wave, rate = soundfile.read(io.BytesIO(data), dtype="int16", **options)
+        stored_wave, stored_rate = soundfile.read(io.BytesIO(stored), dtype="int16", **options)
+        assert rate == stored_rate == job["audio"]["sample_rate"]
+        assert len(streamed_wave) == len(stored_wave) > 0
+        # Within one 16-bit step: the stored file is resampled (pcm: to OpenAI's 24 kHz) and
+        # rounded in one go, the stream stretch by stretch.
+        diff = np.abs(streamed_wave.astype(np.int32) - stored_wave.astype(np.int32))
+        assert int(diff.max()) <= 1
+
+
+def test_openai_speech_stream_waits_for_a_queued_job(tone_fleet: Fleet) -> None:
+    """No worker yet: the request waits for the job's first audio (up to the speech
+    timeout, test_openai) and streams once a worker starts."""
+    found: list[tuple[str, str, bytes]] = []
+    listener = threading.Thread(target=lambda: found.append(_speech_stream(tone_fleet, "wav")))
+    listener.start()
+    queued = wait_until(
+        lambda: tone_fleet.http.get("/v1/jobs", params={"status": "queued"}).json()["jobs"]
+    )
+    time.sleep(0.3)  # the request is waiting on a queued job (nothing asserted on time)
+    tone_fleet.start_worker()
+    listener.join(60)
+    assert not listener.is_alive()
+    job_id, content_type, data = found[0]
+    assert job_id == queued[0]["id"] and content_type == "audio/wav"
+    assert data[40:44] == b"\xff\xff\xff\xff"  # streamed: the WAV's length was open
+    streamed, _ = soundfile.read(io.BytesIO(data), dtype="int16")
+    stored = stored_pcm(tone_fleet, job_id)
+    assert len(streamed) == len(stored) and int(np.abs(streamed - stored).max()) <= 1
+
+
+@pytest.fixture
+def failing_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(redis_server, tmp_path, "RaisingEngine", trigger="Kaboom")
+    yield fleet
+    fleet.stop()
+
+
+def test_openai_speech_stream_of_a_job_that_fails_midway_just_ends(
+    failing_fleet: Fleet,
+) -> None:
+    """The status line went out with the first piece: a job failing on its last piece ends
+    the body early (no trailers), once it is recorded failed; its record tells why."""
+    failing_fleet.start_worker()
+    text = TEXT + " Kaboom."
+    sdk = openai.OpenAI(
+        base_url=failing_fleet.api.url + "/v1", api_key=API_KEYS["acme"], max_retries=0,
+        timeout=60,
+    )  # fmt: skip
+    with (
+        sdk,
+        sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=text, response_format="wav", stream_format="audio"
+        ) as response,
+    ):
+        assert response.status_code == 200
+        data = response.read()
+    job = failing_fleet.http.get(f"/v1/jobs/{response.headers['x-job-id']}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "engine_error"
+    # The three pieces before the failing one (0.2 s each at 16 kHz, less any seam held back
+    # for the next), and nothing after.
+    assert data[:4] == b"RIFF" and 2 * 3200 < (len(data) - 44) // 2 <= 3 * 3200
