@@ -86,7 +86,7 @@ def main() -> None:
     text = long_text(args.chars)
     pieces = split_text(text)
     before = machine()
-    piece_s = first_piece_s(text)
+    piece_s = first_piece_s(text, options=NOISE_OFF)
     runs = []
     audios = []
     for workers in [int(w) for w in args.workers.split(",")]:

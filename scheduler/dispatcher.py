@@ -142,20 +142,32 @@ class Dispatcher:
         pipe.execute()
         return len(moved) // 3
 
-    def run(self, stop: threading.Event, idle_s: float = 0.01, max_idle_s: float = 0.1) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        idle_s: float = 0.01,
+        max_idle_s: float = 0.1,
+        wake_on_work: bool = True,
+    ) -> None:
         """Until `stop` is set: hold the lease, recover once, then keep the queues topped up.
 
         After a pass that sent nothing it waits `idle_s`, doubling up to `max_idle_s` while
         passes stay empty, and back to `idle_s` once one sends: a fixed 10 ms poll cost an
         idle dispatcher half a core or more of a small host (a Lua call 100 times a second),
-        CPU the synth workers on that host then lacked (deploy/README.md)."""
+        CPU the synth workers on that host then lacked (deploy/README.md). New pending work
+        ends the wait at once (`keys.DISPATCH_WAKE_CHANNEL`, published by the scripts that
+        fill the pending lists): the poll remains for what frees room in a queue."""
         recovered = False
         wait_s = idle_s
         renewed = reconciled = 0.0
         # Every dispatcher beats, the standby too: its health check passes while it waits.
         presence = Presence(self._redis, "dispatcher")
+        wake: redis.client.PubSub | None = None
         while not stop.is_set():
             try:
+                if wake is None and wake_on_work:
+                    wake = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                    wake.subscribe(keys.DISPATCH_WAKE_CHANNEL)
                 presence.beat()
                 now = time.monotonic()
                 if now - renewed > self._lease_ms / 3000:
@@ -171,15 +183,34 @@ class Dispatcher:
                     self._reconciler.pass_once()
                     reconciled = now
                 if self.dispatch_once() == 0:
-                    stop.wait(wait_s)
-                    wait_s = min(wait_s * 2, max_idle_s)
+                    if _woken(stop, wake, wait_s):
+                        wait_s = idle_s
+                    else:
+                        wait_s = min(wait_s * 2, max_idle_s)
                 else:
                     wait_s = idle_s
             except (redis.RedisError, OperationalError, OSError) as exc:
                 log.warning("dispatcher: %s; retrying", exc)
+                if wake is not None:
+                    wake.close()
+                    wake = None
                 # What was taken but perhaps not sent goes out again on the next pass.
                 recovered = False
                 renewed = 0.0
                 stop.wait(1.0)
+        if wake is not None:
+            wake.close()
         presence.leave()
         self.release_lease()
+
+
+def _woken(stop: threading.Event, wake: redis.client.PubSub | None, wait_s: float) -> bool:
+    """Wait up to `wait_s` for a wake-up; True if one came (all that came are taken)."""
+    if wake is None:
+        stop.wait(wait_s)
+        return False
+    if wake.get_message(timeout=wait_s) is None:
+        return False
+    while wake.get_message(timeout=0) is not None:
+        pass
+    return True

@@ -45,6 +45,11 @@ CALLBACK_EVENT = PREFIX + ":callback:{event_id}"
 # (api.waiters) share one subscriber instead of polling; tasks/lua/announce_end.lua spells it.
 JOB_ENDED_CHANNEL = PREFIX + ":jobs:ended"
 
+# Pub/sub channel: "there is new pending work", PUBLISHed by the scripts that fill the
+# pending lists (api/lua/admit.lua, tasks/lua/fan_out.lua spell it), so an idle dispatcher
+# (scheduler.dispatcher) moves a job at once instead of at its next poll.
+DISPATCH_WAKE_CHANNEL = PREFIX + ":dispatch:wake"
+
 # String per job's audio object (keyed by its storage key, so a cache hit copies it with the
 # audio): the job's timestamps as JSON (tasks.timestamps), expiring with the record.
 TIMESTAMPS = PREFIX + ":timestamps:{storage_key}"

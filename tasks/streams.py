@@ -5,9 +5,9 @@ Entries, in order: `{"i": 0, "d": <container header and first bytes>}`, `{"i": n
 <bytes>}`, ..., then `{"end": <terminal status>}`. A retried job writes its entries again
 from `i` 0; a reader relays each `i` once, in order. A long job (tasks.units) writes
 `{"units": n}` on its own stream when it fans out, then its end; each unit writes its own
-stream (under the unit's id) as a job does, the first unit's with the container header. The stream is trimmed to a bounded
-length and expires (`stream_ttl_s` while written, `STREAM_LINGER_S` after its end), after
-which a finished job is served from storage instead.
+stream (under the unit's id) as a job does, the first unit's with the container header.
+The stream is trimmed to a bounded length and expires (`stream_ttl_s` while written,
+`STREAM_LINGER_S` after its end), after which a finished job is served from storage.
 """
 
 from __future__ import annotations

@@ -58,4 +58,6 @@ redis.call('ZREMRANGEBYLEX', KEYS[4], '-', ARGV[4])
 redis.call('EXPIRE', KEYS[4], ttl)
 hold_active(KEYS[1], held, now, ttl)
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
+-- tasks.keys.DISPATCH_WAKE_CHANNEL: an idle dispatcher moves these jobs now.
+redis.call('PUBLISH', 'ttsfleet:dispatch:wake', '1')
 return {1, active + n}

@@ -32,4 +32,6 @@ redis.call('ZREM', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
 redis.call('DEL', KEYS[2])
 redis.call('XADD', KEYS[6], '*', 'units', n)
 redis.call('EXPIRE', KEYS[6], ARGV[5])
+-- tasks.keys.DISPATCH_WAKE_CHANNEL: an idle dispatcher hands out the first units now.
+redis.call('PUBLISH', 'ttsfleet:dispatch:wake', '1')
 return 1

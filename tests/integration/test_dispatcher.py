@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -16,7 +17,7 @@ from tasks import keys
 from tasks.app import broker_lists
 from tasks.app import create_app as create_celery
 from tasks.settings import Settings
-from tests.conftest import ApiServer, free_port
+from tests.conftest import ApiServer, free_port, wait_until
 
 MODEL = "piper-joe"
 
@@ -133,7 +134,36 @@ def test_an_idle_dispatcher_polls_less_and_less_until_work_arrives(
 ) -> None:
     api = start_api(settings, dispatch=False)
     stop = Waits(10, {5: lambda: submit(api, "acme", 1)})
-    dispatcher(settings, depth=4).run(stop, idle_s=0.01, max_idle_s=0.08)
+    dispatcher(settings, depth=4).run(stop, idle_s=0.01, max_idle_s=0.08, wake_on_work=False)
     # Empty passes double the wait up to its cap; the pass that sends resets it.
     assert stop.waits == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08, 0.01, 0.02, 0.04, 0.08]
     assert len(queued_messages(redis_client)) == 1
+
+
+def test_new_work_wakes_an_idle_dispatcher_at_once(
+    start_api: Callable[..., ApiServer], settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Polling alone would move the job after up to 30 s here: the admission's wake-up
+    (keys.DISPATCH_WAKE_CHANNEL) moves it at once."""
+    api = start_api(settings, dispatch=False)
+    stop = threading.Event()
+    idle = dispatcher(settings, depth=4)
+    thread = threading.Thread(target=idle.run, args=(stop, 30.0, 30.0))
+    thread.start()
+    try:
+        wait_until(lambda: redis_client.pubsub_numsub(keys.DISPATCH_WAKE_CHANNEL)[0][1] == 1)
+        time.sleep(0.2)  # past its first empty pass: now it waits 30 s
+        submit(api, "acme", 1)
+        wait_until(lambda: len(queued_messages(redis_client)) == 1, timeout=10)
+    finally:
+        stop.set()
+        redis_client.publish(keys.DISPATCH_WAKE_CHANNEL, "1")
+        thread.join(35)
+    assert not thread.is_alive()
+
+
+def test_the_scripts_that_fill_pending_lists_publish_the_wake_channel() -> None:
+    from tasks import scripts
+
+    spelled = f"'PUBLISH', '{keys.DISPATCH_WAKE_CHANNEL}'"
+    assert spelled in scripts.read("api", "admit") and spelled in scripts.read("tasks", "fan_out")
