@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio
 
 from api.errors import RateLimited
-from api.views import public_view
+from api.views import VIEW_FIELDS, public_view
 from tasks import keys, scripts
 from tasks.jobs import Job, JobStatus, job_id_floor
 from tasks.store import tenant_job
@@ -25,6 +25,9 @@ from tasks.store import tenant_job
 # api/lua/: the read rate limit (read_bucket.lua, on tasks/token_bucket.lua) and the read.
 _READ_JOB = scripts.load("api", "read_job")
 _LIST_JOBS = scripts.load("api", "list_jobs")
+_READ_VIEW = scripts.load("api", "read_view")
+# What a poll reads of a record: whose it is, whether it is a unit (tasks.units), its view.
+_VIEW_FIELDS = ("tenant", "parent", *VIEW_FIELDS)
 
 _JOB_PREFIX = keys.job_key("")
 
@@ -42,6 +45,7 @@ class JobReads:
         self._ttl_s = ttl_s
         self._read = client.register_script(_READ_JOB)
         self._list = client.register_script(_LIST_JOBS)
+        self._read_view = client.register_script(_READ_VIEW)
 
     def _limit_args(self) -> list[Any]:
         return [self._per_s, self._burst, repr(time.time())]
@@ -67,8 +71,20 @@ class JobReads:
 
     async def view(self, tenant: str, job_id: str) -> dict[str, Any] | None:
         """`get(...).public()` without building the Job (api.views): what a status poll
-        answers, at the cost of one script call and a JSON decode per field."""
-        return public_view(await self._get(tenant, job_id), tenant)
+        answers, at the cost of one script call (the public fields only) and a JSON decode
+        per field."""
+        reply = await self._read_view(
+            keys=[keys.tenant_read_rate_key(tenant), keys.job_key(job_id)],
+            args=[*self._limit_args(), *_VIEW_FIELDS],
+        )
+        if not int(reply[0]):
+            raise self._refuse(tenant, reply[1])
+        raw = {
+            name: value
+            for name, value in zip(_VIEW_FIELDS, reply[1], strict=True)
+            if value is not None
+        }
+        return public_view(raw, tenant)
 
     async def list(
         self, tenant: str, status: JobStatus | None, limit: int, cursor: str | None

@@ -18,16 +18,19 @@ from tasks.jobs import Job
 
 # Job._PUBLIC, a pydantic private attribute: read its value from the class.
 _PUBLIC: tuple[str, ...] = tuple(Job.__private_attributes__["_PUBLIC"].get_default())
+# The record's fields a view is made of.
+VIEW_FIELDS = _PUBLIC
 _DEFAULTS = {
     name: Job.model_fields[name].get_default(call_default_factory=True) for name in _PUBLIC
 }
 
 
 def public_view(raw: dict[str, str], tenant: str) -> dict[str, Any] | None:
-    """`Job.public()` of the record `raw` (an HGETALL) if it exists and is `tenant`'s;
-    None otherwise (another tenant's job does not exist)."""
+    """`Job.public()` of the record `raw` (its `VIEW_FIELDS`, `tenant` and `parent` at
+    least) if it exists and is `tenant`'s; None otherwise (another tenant's job does not
+    exist, nor does a unit of a long job, tasks.units)."""
     status = raw.get("status")
-    if not status or orjson.loads(raw.get("tenant", "null")) != tenant:
+    if not status or "parent" in raw or orjson.loads(raw.get("tenant", "null")) != tenant:
         return None
     view: dict[str, Any] = {}
     for name in _PUBLIC:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ from bench.fleet import running_fleet
 from bench.run import OUT, machine, piper_engine
 from bench.stream import first_piece_s, long_text
 from tasks.jobs import AudioFormat
-from tasks.settings import BUNDLED_VOICE
+from tasks.settings import BUNDLED_VOICE, Settings
 from tasks.text import group_pieces, split_text
 from worker.audio import encode, join
 from worker.engines import SynthesisRequest
@@ -99,11 +100,11 @@ def main() -> None:
     report: dict[str, Any] = {
         "chars": len(text),
         "pieces": len(pieces),
-        "units": len(group_pieces(pieces, 1000)),
+        "units": len(group_pieces(pieces, Settings.model_fields["unit_chars"].default)),
         "first_piece_engine_s": round(piece_s, 3),
         "runs": runs,
         "equal_to_pieces_joined": equal,
-        "machine": {"before": before, "after": machine()},
+        "machine": {"before": before, "after": machine(), "load_average_after": os.getloadavg()},
     }
     if len(runs) >= 2:
         report["speedup"] = round(runs[0]["whole_job_s"] / runs[-1]["whole_job_s"], 2)

@@ -4,10 +4,12 @@ values the store's and the callbacks' Lua scripts write."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import redis
 
+from api.reads import JobReads
 from api.views import public_view
 from tasks import keys
 from tasks.jobs import (
@@ -22,6 +24,7 @@ from tasks.jobs import (
     utc_now,
 )
 from tasks.store import JobStore, tenant_job
+from tests.conftest import async_twin
 
 
 def new_job(**overrides: Any) -> Job:
@@ -44,15 +47,25 @@ def new_job(**overrides: Any) -> Job:
     return Job(**values)
 
 
+def polled(client: redis.Redis, tenant: str, job_id: str) -> dict[str, Any] | None:
+    """What the API's status poll answers (api.reads: the view's fields only, by HMGET)."""
+
+    async def read() -> dict[str, Any] | None:
+        async with async_twin(client) as twin:
+            return await JobReads(twin, 0, 0, 3600).view(tenant, job_id)
+
+    return asyncio.run(read())
+
+
 def assert_same_view(client: redis.Redis, job_id: str) -> dict[str, Any]:
     raw = cast(dict[str, str], client.hgetall(keys.job_key(job_id)))
     job = tenant_job(raw, "acme")
     assert job is not None
     view = public_view(raw, "acme")
-    assert view == job.public()
+    assert view == job.public() == polled(client, "acme", job_id)
     # Types too (1 == 1.0 == True in Python): the JSON must not change.
     assert {k: type(v) for k, v in view.items()} == {k: type(v) for k, v in job.public().items()}
-    assert public_view(raw, "globex") is None
+    assert public_view(raw, "globex") is None and polled(client, "globex", job_id) is None
     return view
 
 
@@ -108,3 +121,17 @@ def test_no_record_and_a_field_the_record_lacks(redis_client: redis.Redis) -> No
     store.create(job)
     redis_client.hdel(keys.job_key(job.id), "started_at", "metadata")
     assert_same_view(redis_client, job.id)
+
+
+def test_a_book_is_polled_with_its_progress_and_its_units_are_not_jobs(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    book = new_job(text="A sentence of a long book. " * 40)
+    store.create(book)
+    store.claim(book.id, max_attempts=3)
+    assert store.fan_out(book, [["A sentence of a long book."], ["And its second unit."]]) == 1
+    view = assert_same_view(redis_client, book.id)
+    assert view["progress"] == {"pieces_done": 0, "pieces_total": 2, "audio_s": 0.0}
+    unit = f"{book.id}.0"
+    raw = cast(dict[str, str], redis_client.hgetall(keys.job_key(unit)))
+    assert raw and public_view(raw, "acme") is None and polled(redis_client, "acme", unit) is None
