@@ -23,11 +23,12 @@ from tasks.jobs import Job, JobStatus, job_id_floor
 from tasks.store import tenant_job
 
 # api/lua/: the read rate limit (read_bucket.lua, on tasks/token_bucket.lua) and the read.
-_READ_JOB = scripts.load("api", "read_job")
 _LIST_JOBS = scripts.load("api", "list_jobs")
 _READ_VIEW = scripts.load("api", "read_view")
 # What a poll reads of a record: whose it is, whether it is a unit (tasks.units), its view.
 _VIEW_FIELDS = ("tenant", "parent", *VIEW_FIELDS)
+# What the API's other reads (audio, stream, timestamps) need: the record but its text.
+_JOB_FIELDS = ("parent", *(name for name in Job.model_fields if name != "text"))
 
 _JOB_PREFIX = keys.job_key("")
 
@@ -43,7 +44,6 @@ class JobReads:
         self._per_s = per_s
         self._burst = burst
         self._ttl_s = ttl_s
-        self._read = client.register_script(_READ_JOB)
         self._list = client.register_script(_LIST_JOBS)
         self._read_view = client.register_script(_READ_VIEW)
 
@@ -56,35 +56,30 @@ class JobReads:
             max(1, math.ceil(int(wait_ms) / 1000)),
         )
 
-    async def _get(self, tenant: str, job_id: str) -> dict[str, str]:
-        reply = await self._read(
+    async def _fields(self, tenant: str, job_id: str, names: tuple[str, ...]) -> dict[str, str]:
+        """These fields of the job's record (those it has), after the read rate limit."""
+        reply = await self._read_view(
             keys=[keys.tenant_read_rate_key(tenant), keys.job_key(job_id)],
-            args=self._limit_args(),
+            args=[*self._limit_args(), *names],
         )
         if not int(reply[0]):
             raise self._refuse(tenant, reply[1])
-        return _record(reply[1])
+        return {
+            name: value for name, value in zip(names, reply[1], strict=True) if value is not None
+        }
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
-        """The tenant's job `job_id`, or None (another tenant's job does not exist)."""
-        return tenant_job(await self._get(tenant, job_id), tenant)
+        """The tenant's job `job_id` without its text (''; a book's may be a million
+        characters, and no reader of the API needs it), or None (another tenant's job does
+        not exist)."""
+        raw = await self._fields(tenant, job_id, _JOB_FIELDS)
+        return tenant_job({**raw, "text": '""'}, tenant) if raw else None
 
     async def view(self, tenant: str, job_id: str) -> dict[str, Any] | None:
         """`get(...).public()` without building the Job (api.views): what a status poll
         answers, at the cost of one script call (the public fields only) and a JSON decode
         per field."""
-        reply = await self._read_view(
-            keys=[keys.tenant_read_rate_key(tenant), keys.job_key(job_id)],
-            args=[*self._limit_args(), *_VIEW_FIELDS],
-        )
-        if not int(reply[0]):
-            raise self._refuse(tenant, reply[1])
-        raw = {
-            name: value
-            for name, value in zip(_VIEW_FIELDS, reply[1], strict=True)
-            if value is not None
-        }
-        return public_view(raw, tenant)
+        return public_view(await self._fields(tenant, job_id, _VIEW_FIELDS), tenant)
 
     async def list(
         self, tenant: str, status: JobStatus | None, limit: int, cursor: str | None

@@ -163,9 +163,13 @@ class PieceReader:
                 # Recorded terminal: what was written before that is all there will be.
                 entries = await self._read(None)
                 if not entries:
-                    # A book that succeeded has every unit's audio in its stream already.
-                    if status == JobStatus.SUCCEEDED.value and self._after_unit():
-                        continue
+                    # A book that succeeded has every unit's audio in its stream already,
+                    # unless that stream expired: then the rest is not here to send.
+                    if status == JobStatus.SUCCEEDED.value and self._units is not None:
+                        if not self._tail and not await self._client.exists(self._key):
+                            raise StreamGap(f"{self._key} expired")
+                        if self._after_unit():
+                            continue
                     return
             for entry_id, fields in entries:
                 self._last_id = entry_id

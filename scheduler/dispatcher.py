@@ -165,17 +165,21 @@ class Dispatcher:
         wake: redis.client.PubSub | None = None
         while not stop.is_set():
             try:
-                if wake is None and wake_on_work:
-                    wake = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                    wake.subscribe(keys.DISPATCH_WAKE_CHANNEL)
                 presence.beat()
                 now = time.monotonic()
                 if now - renewed > self._lease_ms / 3000:
                     if not self.hold_lease():
                         recovered = False
+                        if wake is not None:  # a standby reads no wake-ups: unsubscribed
+                            wake.close()
+                            wake = None
                         stop.wait(1.0)
                         continue
                     renewed = now
+                if wake is None and wake_on_work:
+                    # Subscribed before the pass: work admitted during it wakes the next wait.
+                    wake = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                    wake.subscribe(keys.DISPATCH_WAKE_CHANNEL)
                 if not recovered:
                     self.recover()
                     recovered = True
@@ -183,10 +187,10 @@ class Dispatcher:
                     self._reconciler.pass_once()
                     reconciled = now
                 if self.dispatch_once() == 0:
-                    if _woken(stop, wake, wait_s):
-                        wait_s = idle_s
-                    else:
-                        wait_s = min(wait_s * 2, max_idle_s)
+                    # A wake-up ends the wait early but does not shorten the next: with a
+                    # full queue, admissions must not make every wait 10 ms again.
+                    _woken(stop, wake, wait_s)
+                    wait_s = min(wait_s * 2, max_idle_s)
                 else:
                     wait_s = idle_s
             except (redis.RedisError, OperationalError, OSError) as exc:
@@ -205,7 +209,8 @@ class Dispatcher:
 
 
 def _woken(stop: threading.Event, wake: redis.client.PubSub | None, wait_s: float) -> bool:
-    """Wait up to `wait_s` for a wake-up; True if one came (all that came are taken)."""
+    """Wait up to `wait_s` for a wake-up (or, without a subscription, for `stop`); True if
+    one came (all that came are taken)."""
     if wake is None:
         stop.wait(wait_s)
         return False

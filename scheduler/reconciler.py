@@ -102,13 +102,14 @@ class Reconciler:
             return 0
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(keys.job_key(job_id), "status")
+            pipe.hmget(keys.job_key(job_id), ["status", "units"])
             pipe.exists(keys.job_lease_key(job_id))
         answers = pipe.execute()
         done, orphans = [], []
         for i, job_id in enumerate(ids):
-            status, leased = answers[2 * i], answers[2 * i + 1]
-            if status is None or status in TERMINAL:
+            (status, units), leased = answers[2 * i], answers[2 * i + 1]
+            # A job that fanned out (tasks.units) is in flight as its units, not itself.
+            if status is None or status in TERMINAL or units not in (None, "null"):
                 done.append(job_id)
             elif leased:
                 self._suspects.pop(job_id, None)

@@ -49,6 +49,8 @@ class Claim(StrEnum):
     # Another live run holds the job's lease (a duplicate delivery): ack, do nothing; if that
     # run dies, its lease lapses and the reconciler sends the job again.
     BUSY = "busy"
+    # A long job that fanned out: its units run it (tasks.units); ack, do nothing.
+    FANNED = "fanned"
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,16 @@ class Unit:
 
 @dataclass(frozen=True)
 class PartsDone:
-    """After a part is recorded: how many of the job's units have theirs, and its progress."""
+    """After a part is recorded: how many of the job's units have theirs, its progress,
+    whether this call recorded it, the job's status, and which unit joins it ('' while
+    parts are missing)."""
 
     recorded: int
     units: int
     progress: Progress | None
-
-    @property
-    def complete(self) -> bool:
-        return self.units > 0 and self.recorded >= self.units
+    new: bool
+    status: str
+    joiner: str
 
 
 def encode_record(job: Job, now: float) -> dict[str, str]:
@@ -121,6 +124,9 @@ def transition_call(
     event_key = keys.callback_event_key(event_id)
     return [keys.job_key(job_id), keys.CALLBACK_OUTBOX, event_key], args
 
+
+# A job's record fields but its text (JobStore.get with text=False).
+_FIELDS_BUT_TEXT = [*(name for name in Job.model_fields if name != "text"), "created_ts"]
 
 # Longer ids are never looked up: no job has one.
 MAX_JOB_ID_CHARS = 64
@@ -210,8 +216,15 @@ class JobStore:
             pipe.zrem(keys.tenant_status_jobs_key(job.tenant, status.value), job.id)
         pipe.execute()
 
-    def get(self, job_id: str) -> Job | None:
-        raw = cast(dict[str, str], self._redis.hgetall(keys.job_key(job_id)))
+    def get(self, job_id: str, text: bool = True) -> Job | None:
+        """The job; with `text=False` its record's text is not read (it is ''): a book's
+        may be a million characters, read by every one of its units otherwise."""
+        if text:
+            raw = cast(dict[str, str], self._redis.hgetall(keys.job_key(job_id)))
+        else:
+            values: Any = self._redis.hmget(keys.job_key(job_id), _FIELDS_BUT_TEXT)
+            raw = {k: v for k, v in zip(_FIELDS_BUT_TEXT, values, strict=True) if v is not None}
+            raw["text"] = '""'
         return _decode(raw) if raw.get("status") else None
 
     def get_for_tenant(self, tenant: str, job_id: str) -> Job | None:
@@ -383,8 +396,8 @@ class JobStore:
                 update={
                     "id": unit_id,
                     "status": JobStatus.QUEUED,
-                    "text": " ".join(pieces),
-                    "storage_key": units.part_key(job.storage_key, index),
+                    "text": "",  # its pieces are the text (the book's is not copied twice)
+                    "storage_key": units.part_key(job.storage_key, index, "unit"),
                     "deadline_s": None, "metadata": {}, "attempts": 0, "started_at": None,
                     "callback": None, "callback_events": [], "progress": None, "units": None,
                 }
@@ -412,24 +425,39 @@ class JobStore:
             return None
         return Unit(parent=json.loads(parent), index=int(index), pieces=json.loads(pieces))
 
-    def record_part(self, job_id: str, index: int, part: Part) -> PartsDone:
-        """Record unit `index`'s part once and count it in the job's progress."""
-        recorded, total, raw = self._part_done(
-            keys=[keys.job_key(job_id), units.parts_key(job_id)],
+    def record_part(
+        self, job_id: str, unit: Unit, part: Part | None, event: bool = False
+    ) -> PartsDone:
+        """Record `unit`'s part once (None: a rerun, whose part is recorded already), count
+        its pieces in the job's progress (with `event`, queue a `job.progress` webhook),
+        and name the job's joiner once every unit has its part (tasks/lua/part_done.lua)."""
+        seconds = sum(part.lengths) / part.sample_rate if part else 0.0
+        event_prefix = keys.progress_event_id(job_id, 0)[:-1] if event else ""
+        recorded, total, raw, new, status, joiner = self._part_done(
+            keys=[keys.job_key(job_id), units.parts_key(job_id), keys.CALLBACK_OUTBOX],
             args=[
-                index, part.model_dump_json(), len(part.texts),
-                sum(part.lengths) / part.sample_rate, self._ttl_s,
+                unit.index, part.model_dump_json() if part else "", len(unit.pieces), seconds,
+                self._ttl_s, units.unit_id(job_id, unit.index), event_prefix,
+                keys.callback_event_key(""), repr(time.time()),
             ],
         )  # fmt: skip
-        progress = Progress.model_validate_json(raw) if raw else None
-        return PartsDone(recorded=int(recorded), units=int(total), progress=progress)
+        return PartsDone(
+            recorded=int(recorded), units=int(total),
+            progress=Progress.model_validate_json(raw) if raw else None,
+            new=bool(int(new)), status=str(status), joiner=str(joiner),
+        )  # fmt: skip
 
     def has_part(self, job_id: str, index: int) -> bool:
         return bool(self._redis.hexists(units.parts_key(job_id), str(index)))
 
     def parts(self, job_id: str) -> dict[int, Part]:
+        """The parts recorded so far, by unit index."""
         raw = cast(dict[str, str], self._redis.hgetall(units.parts_key(job_id)))
-        return {int(index): Part.model_validate_json(value) for index, value in raw.items()}
+        return {
+            int(index): Part.model_validate_json(value)
+            for index, value in raw.items()
+            if index.isdigit()  # not the `joiner` field
+        }
 
     def forget_parts(self, job_id: str) -> None:
         self._redis.delete(units.parts_key(job_id))

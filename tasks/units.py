@@ -8,9 +8,10 @@ leases, claims and retries handle it as they handle a job) with three more field
 whichever worker made each). A unit is in no tenant index and holds no active slot: the
 tenant sees, counts and cancels the job. When a unit's audio is made, its raw samples are
 stored beside the job's audio (`part_key`) and its `Part` is recorded in the job's parts
-hash; the run that records the last part joins the parts in order, stores the job's audio
-and records the job succeeded (worker.runner). A unit run again after its part was recorded
-makes nothing again: done pieces are kept, not redone.
+hash, once; the run that completes the parts names its unit the job's joiner, and that
+unit's run joins the parts in order, stores the job's audio and records the job succeeded
+(worker.books). A unit run again after its part was recorded synthesizes nothing again:
+done pieces are kept, not redone.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ def progress_gate_key(job_id: str) -> str:
     return PROGRESS_GATE.format(job_id=job_id)
 
 
-def part_key(storage_key: str, index: int) -> str:
-    """Where a unit's raw samples (little-endian float32, its pieces end to end) are kept
-    until the job's audio is joined from them."""
-    return f"{storage_key}.part{index}.f32"
+def part_key(storage_key: str, index: int, run: str) -> str:
+    """Where one run of unit `index` keeps its raw samples (little-endian float32, its
+    pieces end to end) until the job's audio is joined from them. Each run writes its own
+    object: two live runs of a unit never mix their samples, and the part recorded first
+    names the one that counts."""
+    return f"{storage_key}.part{index}.{run}.f32"
 
 
 class Part(BaseModel):
@@ -65,6 +68,8 @@ class Part(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # The object holding its samples (`part_key`); '' for a part of no pieces.
+    key: str = ""
     sample_rate: int
     texts: list[str]
     lengths: list[int]

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from worker.metric_files import MULTIPROC_ENV, forget_dead_children
 
 if TYPE_CHECKING:
     from worker.engines import Audio, Batching, Engine, SynthesisRequest
-    from worker.runner import Outcome
+    from worker.outcome import Outcome
 
 
 JOBS_FINISHED = Counter(
@@ -67,7 +68,12 @@ GPU_MEMORY = Gauge(
 
 
 def record_outcome(outcome: Outcome) -> None:
-    """Count a job that ended here; a redelivery (status queued) is not an end."""
+    """Count a job that ended here; a redelivery (status queued) is not an end, and a unit
+    of a book (tasks.units) is no job: its book is counted when this unit's run ended it."""
+    if outcome.unit:
+        if outcome.book is not None:
+            record_outcome(replace(outcome, status=outcome.book, unit=False, book=None))
+        return
     if outcome.status is None or outcome.status is JobStatus.QUEUED:
         return
     model = _model()

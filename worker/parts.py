@@ -13,12 +13,11 @@ from tasks.units import Part
 from worker.engines import Audio, Word
 from worker.pieces import SeamJoiner, Spoken
 
-# What a rerun passes when the part is recorded already (recording it again adds nothing).
-EMPTY = Part(sample_rate=1, texts=[], lengths=[], words=[])
 
-
-def describe(spoken: Spoken) -> Part:
+def describe(spoken: Spoken, key: str) -> Part:
+    """The part of a unit's spoken pieces whose samples are stored under `key`."""
     return Part(
+        key=key,
         sample_rate=spoken.pieces[0].sample_rate,
         texts=spoken.texts,
         lengths=[len(piece.samples) for piece in spoken.pieces],
@@ -33,9 +32,9 @@ def encode(spoken: Spoken) -> bytes:
     return b"".join(piece.samples.astype("<f4").tobytes() for piece in spoken.pieces)
 
 
-def join(parts: Sequence[Part], read: Callable[[int], bytes | None]) -> Spoken:
+def join(parts: Sequence[Part], read: Callable[[Part], bytes | None]) -> Spoken:
     """The book: every part's pieces, in order, through one `SeamJoiner` (the seams between
-    units are crossfaded like those within one). `read(i)` gives part i's stored bytes."""
+    units are crossfaded like those within one). `read(part)` gives its stored bytes."""
     joiner = SeamJoiner()
     chunks: list[np.ndarray] = []
     pieces: list[Audio] = []
@@ -43,7 +42,7 @@ def join(parts: Sequence[Part], read: Callable[[int], bytes | None]) -> Spoken:
     for index, part in enumerate(parts):
         if not part.lengths:
             continue
-        data = read(index)
+        data = read(part)
         if data is None:
             raise StorageError(f"part {index} of the job is gone from storage")
         samples = np.frombuffer(data, dtype="<f4").astype(np.float32)

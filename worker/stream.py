@@ -171,13 +171,28 @@ class StreamPublisher:
         self._index += 1
 
     @classmethod
-    def end(cls, client: redis.Redis, job_id: str, status: str) -> None:
-        """After the job's terminal status is recorded: listeners close, the stream lingers."""
+    def end(
+        cls, client: redis.Redis, job_id: str, status: str, linger_s: int = streams.STREAM_LINGER_S
+    ) -> None:
+        """After the job's terminal status is recorded: listeners close, the stream lingers
+        `linger_s` (a unit of a book, tasks.units, as long as the book may still run)."""
         key = streams.stream_key(job_id)
         try:
             pipe = client.pipeline(transaction=False)
             pipe.xadd(key, cast(Any, streams.end_entry(status)))
-            pipe.expire(key, streams.STREAM_LINGER_S)
+            pipe.expire(key, linger_s)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("stream of %s: cannot publish its end: %s", key, exc)
+
+    @classmethod
+    def linger(cls, client: redis.Redis, job_ids: list[str]) -> None:
+        """These jobs' streams (a book's units, once the book ended) expire after the
+        linger time, as an ended job's does."""
+        try:
+            pipe = client.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.expire(streams.stream_key(job_id), streams.STREAM_LINGER_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("cannot shorten %d streams: %s", len(job_ids), exc)

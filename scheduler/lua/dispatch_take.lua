@@ -18,10 +18,17 @@ while a + 2 < #ARGV and room > 0 and skips < tonumber(ARGV[#ARGV]) do
     if redis.call('LLEN', pending) == 0 then redis.call('LREM', ring, 0, tenant) end
     if job_id then
       -- A job canceled (or expired) while pending is dropped here, never sent; so is a
-      -- unit of a long job (tasks.units: `<job id>.<n>`) whose job no longer runs.
+      -- unit of a long job (tasks.units: `<job id>.<n>`) whose job no longer runs, except
+      -- the first such unit of each job: a worker that takes it removes the job's parts.
+      local send = redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued'
       local parent = string.match(job_id, '^([^.]+)%.%d+$')
-      if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' and
-         (not parent or redis.call('HGET', ARGV[2] .. parent, 'status') == 'running') then
+      if send and parent then
+        local book = redis.call('HGET', ARGV[2] .. parent, 'status')
+        if book ~= 'running' then
+          send = book and redis.call('HSETNX', ARGV[2] .. parent, 'cleanup', '1') == 1
+        end
+      end
+      if send then
         redis.call('HSET', KEYS[1], job_id, tenant .. ' ' .. priority)
         taken[#taken + 1] = job_id
         taken[#taken + 1] = tenant

@@ -11,6 +11,12 @@ if not cur then return {'missing', '', 0} end
 if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
   return {'terminal', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
 end
+-- A long job that fanned out (tasks.units) runs as its units now: a second delivery of its
+-- own message (a dispatcher's re-send, a reconciler's) is acked, no attempt counted.
+local fanned = redis.call('HGET', KEYS[1], 'units')
+if fanned and fanned ~= 'null' then
+  return {'fanned', cur, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+end
 if ARGV[8] ~= '' then
   local held = redis.call('GET', KEYS[4])
   if held and string.find(held, '/', 1, true) and held ~= ARGV[8] and held ~= ARGV[10] then

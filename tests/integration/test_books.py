@@ -4,7 +4,7 @@ in-process engines, the units run in any order as any worker would take them."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +12,21 @@ import pytest
 import redis
 import soundfile
 
+from scheduler.reconciler import Reconciler
 from tasks import keys, timestamps, units
+from tasks.app import create_app as create_celery
 from tasks.jobs import AudioFormat, CallbackInfo, Job, JobStatus
-from tasks.settings import ModelSpec, VoiceSpec
+from tasks.settings import ModelSpec, Settings, VoiceSpec
 from tasks.storage import FileStorage
 from tasks.store import JobStore
 from tasks.text import group_pieces, split_text
+from tasks.units import Part
 from tests.conftest import ApiServer, RedisServer, fleet_settings, serving
-from tests.engines import CrashingEngine, TextEngine, TextToneEngine
+from tests.engines import RATE, CrashingEngine, TextEngine, TextToneEngine
 from tests.helpers.jobs import make_job
 from worker.audio import encode, join
 from worker.batcher import DirectSynthesizer
-from worker.engines import SynthesisRequest
+from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
 
 # Thirty sentences, about 1,700 characters: past the runners' 600-character limit below.
@@ -100,8 +103,11 @@ def test_units_run_in_any_order_and_the_book_is_its_pieces_joined(
     assert final.progress.pieces_done == final.progress.pieces_total == len(pieces)
     # Every piece once, and the parts are gone once joined.
     assert sorted(engine.texts) == sorted(pieces)
-    assert all(storage.local_path(units.part_key(book.storage_key, i)) is None
-               for i in range(len(unit_ids)))  # fmt: skip
+    assert part_objects(storage) == [] and store.parts(book.id) == {}
+
+
+def part_objects(storage: FileStorage) -> list[Path]:
+    return sorted(storage.root.rglob("*.f32"))
 
 
 def test_book_timestamps_cover_its_audio_in_order(store: JobStore, storage: FileStorage) -> None:
@@ -132,7 +138,7 @@ def test_a_unit_whose_part_is_recorded_is_not_made_again(
     # delivered again.
     redis_client.hset(keys.job_key(unit_ids[0]), "status", "running")
     assert run.run(unit_ids[0]).status is JobStatus.SUCCEEDED
-    assert len(engine.texts) == made and run.units_resumed == 1
+    assert len(engine.texts) == made and run.books.resumed == 1
     for unit_id in unit_ids[1:]:
         run.run(unit_id)
     final = store.get(book.id)
@@ -157,6 +163,8 @@ def test_canceling_a_book_stops_its_remaining_units(
     assert final is not None and final.status is JobStatus.CANCELED and final.audio is None
     events = redis_client.zrange(keys.CALLBACK_OUTBOX, 0, -1)
     assert events == [keys.callback_event_id(book.id, "canceled")]
+    # The part made before the cancel is gone with it.
+    assert part_objects(storage) == [] and store.parts(book.id) == {}
 
 
 def test_a_unit_that_keeps_failing_fails_the_book_once(
@@ -260,3 +268,80 @@ def test_a_book_streams_while_made_and_ends_as_its_pieces_joined(
     assert [item["text"] for item in captions["items"]] == pieces
     # Each piece was made once, by whichever worker process took its unit.
     assert sorted(log.read_text().splitlines()) == sorted(pieces)
+
+
+class RacedEngine(TextEngine):
+    """While it makes unit 0, another live run of that unit records its part first."""
+
+    def __init__(self, store: JobStore, book: Job) -> None:
+        super().__init__()
+        self.store, self.book = store, book
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        unit = self.store.unit(units.unit_id(self.book.id, 0))
+        if unit is not None and batch[0].text in unit.pieces and not self.store.parts(self.book.id):
+            other = Part(key="other.f32", sample_rate=RATE, texts=["x"], lengths=[1], words=[None])
+            self.store.record_part(self.book.id, unit, other)
+        return super().synthesize(batch)
+
+
+def test_a_second_live_run_of_a_unit_keeps_no_part_of_its_own(
+    store: JobStore, storage: FileStorage
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    run = runner(store, storage, RacedEngine(store, book))
+    run.run(unit_ids[0])
+    assert store.parts(book.id)[0].key == "other.f32"
+    assert part_objects(storage) == []  # this run's object went: the other's part counts
+
+
+def test_a_unit_delivered_again_after_its_book_was_joined_makes_and_joins_nothing(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(store, storage)
+    engine = TextEngine()
+    run = runner(store, storage, engine)
+    for unit_id in unit_ids:
+        run.run(unit_id)
+    final = store.get(book.id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED
+    made = len(engine.texts)
+    redis_client.hset(keys.job_key(unit_ids[1]), "status", "running")
+    assert run.run(unit_ids[1]).status is JobStatus.CANCELED
+    assert len(engine.texts) == made and part_objects(storage) == []
+    assert store.get(book.id) == final
+
+
+def test_the_claim_and_the_reconciler_leave_a_fanned_out_book_to_its_units(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis, settings: Settings
+) -> None:
+    book, _ = fan_out(store, storage)
+    # A dispatcher's re-send of the book's own message: acked, no attempt counted.
+    attempts = book.attempts
+    assert store.claim(book.id, 3).verdict.value == "fanned"
+    assert runner(store, storage, TextEngine()).run(book.id).status is None
+    again = store.get(book.id)
+    assert again is not None and again.attempts == attempts and again.status is JobStatus.RUNNING
+    # Back in the in-flight set by such a re-send: the reconciler lets it go, never re-sends.
+    redis_client.zadd(keys.inflight_key(book.model), {book.id: 1})
+    reconciler = Reconciler(redis_client, create_celery(settings), [book.model], lease_s=0)
+    assert reconciler.pass_once() == 0
+    assert redis_client.zscore(keys.inflight_key(book.model), book.id) is None
+
+
+def test_a_book_asks_for_progress_events_once_per_interval(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    book, unit_ids = fan_out(
+        store, storage, callback=CallbackInfo(url="https://h.example/x"),
+        callback_events=["job.progress"],
+    )  # fmt: skip
+    run = runner(store, storage, TextEngine(), progress_event_s=3600)
+    for unit_id in unit_ids:
+        run.run(unit_id)
+    events = redis_client.zrange(keys.CALLBACK_OUTBOX, 0, -1)
+    progress = [e for e in events if "_progress_" in e]
+    assert len(progress) == 1 and keys.callback_event_id(book.id, "succeeded") in events
+    final = store.get(book.id)
+    assert final is not None and final.progress is not None
+    assert final.progress.pieces_done == final.progress.pieces_total
