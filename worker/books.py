@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable
 
 from tasks import units
-from tasks.errors import EngineError, FleetError, InvalidText, PermanentError
+from tasks.errors import InvalidText, PermanentError
 from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, utc_now
 from tasks.storage import Storage
 from tasks.store import ClaimResult, JobStore, PartsDone, Unit
@@ -24,7 +24,7 @@ from tasks.text import group_pieces, split_text
 from tasks.units import Part
 from worker import parts
 from worker.engines import SynthesisRequest
-from worker.outcome import Outcome
+from worker.outcome import Outcome, fleet_error
 from worker.pieces import Spoken, Synthesizer, synthesize_in_order
 from worker.stream import StreamPublisher
 
@@ -97,9 +97,7 @@ class Books:
             elif done.joiner == job.id:
                 ended = self._join(book, done)
         except Exception as exc:
-            error = (
-                exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
-            )
+            error = fleet_error(exc)
             log.warning("unit %s attempt %d failed: %s", job.id, claim.attempts, error.message)
             if not isinstance(exc, PermanentError) and claim.attempts < self.max_attempts:
                 if self.store.requeue(job.id, name).applied:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.errors import EngineError, FleetError
 from tasks.jobs import JobStatus
 
 
@@ -24,3 +25,8 @@ class Outcome:
 
 def audio_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}/audio"
+
+
+def fleet_error(exc: Exception) -> FleetError:
+    """What an attempt's failure is recorded as: its own code, or an engine error."""
+    return exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")

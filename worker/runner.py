@@ -14,7 +14,6 @@ from typing import Protocol
 from tasks import timestamps, units
 from tasks.errors import (
     DeadlineExceeded,
-    EngineError,
     FleetError,
     PermanentError,
     StorageError,
@@ -29,7 +28,7 @@ from worker.books import Books
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
 from worker.lease import Runs
-from worker.outcome import Outcome, audio_url
+from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
 from worker.stream import StreamPublisher
@@ -136,9 +135,7 @@ class JobRunner:
             self.store.fail(job_id, ErrorInfo(code=exc.code, message=exc.message))
             return Outcome(status=JobStatus.FAILED, voice=job.voice, code=exc.code)
         except Exception as exc:
-            error = (
-                exc if isinstance(exc, FleetError) else EngineError(f"{type(exc).__name__}: {exc}")
-            )
+            error = fleet_error(exc)
             log.warning("job %s attempt %d failed: %s", job_id, claim.attempts, error.message)
             if claim.attempts < self.max_attempts and self.store.requeue(job_id, name).applied:
                 return Outcome(status=JobStatus.QUEUED, retry_in=float(2 ** (claim.attempts - 1)))
