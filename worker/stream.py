@@ -4,10 +4,11 @@ stretch to the job's Redis stream (tasks.streams) as soon as it is final.
 WAV goes out with an open length (0xFFFFFFFF in the RIFF and data sizes, as streaming
 servers do); MP3 frames come from one libsndfile encoder fed stretch by stretch, so there
 is no gap at a seam within a job (each unit of a book, tasks.units, has an encoder of its
-own, so there is the encoder's delay between units); pcm is the WAV body without its header. Resampling to the job's rate
-is one soxr stream for the same reason. Other formats stream as WAV (Ogg Opus could be
-written the way MP3 is: not done yet). A job with `loudness_lufs` is normalized stretch by
-stretch here (the stored file uses the whole job's measure).
+own, so there is the encoder's delay between units); pcm is the WAV body without its
+header. Resampling to the job's rate is one soxr stream for the same reason. Other formats
+stream as WAV (Ogg Opus could be written the way MP3 is: not done yet). A job with
+`loudness_lufs` is normalized stretch by stretch here (the stored file uses the whole
+job's measure).
 """
 
 from __future__ import annotations
