@@ -111,7 +111,7 @@ def encode(
     samples = audio.samples
     if loudness_lufs is not None:
         samples = normalize(samples, rate, loudness_lufs)
-    samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+    samples = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
     if fmt is AudioFormat.AAC:
         data = _encode_aac(samples, rate)
     else:
