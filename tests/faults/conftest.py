@@ -152,6 +152,8 @@ def make_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[.
             "job_lease_s": 1.0,
             "reconcile_interval_s": 0.25,
             "rate_limit_per_s": 0,
+            # The tests poll every job of a run at once (hundreds per pass): no read limit.
+            "read_rate_limit_per_s": 0,
             "callback_allowed_networks": "127.0.0.0/8",
         }
         values.update(overrides)
