@@ -20,7 +20,7 @@ from api.errors import RateLimited
 from api.views import VIEW_FIELDS, public_view
 from tasks import keys, scripts
 from tasks.jobs import Job, JobStatus, job_id_floor
-from tasks.store import tenant_job
+from tasks.store import FIELDS_BUT_TEXT, tenant_job
 
 # api/lua/: the read rate limit (read_bucket.lua, on tasks/token_bucket.lua) and the read.
 _LIST_JOBS = scripts.load("api", "list_jobs")
@@ -28,7 +28,7 @@ _READ_VIEW = scripts.load("api", "read_view")
 # What a poll reads of a record: whose it is, whether it is a unit (tasks.units), its view.
 _VIEW_FIELDS = ("tenant", "parent", *VIEW_FIELDS)
 # What the API's other reads (audio, stream, timestamps) need: the record but its text.
-_JOB_FIELDS = ("parent", *(name for name in Job.model_fields if name != "text"))
+_JOB_FIELDS = ("parent", *FIELDS_BUT_TEXT)
 
 _JOB_PREFIX = keys.job_key("")
 

@@ -125,8 +125,8 @@ def transition_call(
     return [keys.job_key(job_id), keys.CALLBACK_OUTBOX, event_key], args
 
 
-# A job's record fields but its text (JobStore.get with text=False).
-_FIELDS_BUT_TEXT = [*(name for name in Job.model_fields if name != "text"), "created_ts"]
+# A job's record fields but its text (JobStore.get with text=False, api.reads).
+FIELDS_BUT_TEXT = (*(name for name in Job.model_fields if name != "text"), "created_ts")
 
 # Longer ids are never looked up: no job has one.
 MAX_JOB_ID_CHARS = 64
@@ -222,8 +222,8 @@ class JobStore:
         if text:
             raw = cast(dict[str, str], self._redis.hgetall(keys.job_key(job_id)))
         else:
-            values: Any = self._redis.hmget(keys.job_key(job_id), _FIELDS_BUT_TEXT)
-            raw = {k: v for k, v in zip(_FIELDS_BUT_TEXT, values, strict=True) if v is not None}
+            values: Any = self._redis.hmget(keys.job_key(job_id), FIELDS_BUT_TEXT)
+            raw = {k: v for k, v in zip(FIELDS_BUT_TEXT, values, strict=True) if v is not None}
             raw["text"] = '""'
         return _decode(raw) if raw.get("status") else None
 

@@ -83,7 +83,6 @@ class JobRunner:
         self.progress_event_s = progress_event_s
         # A longer text fans out into units of about `unit_chars` (tasks.units).
         self.max_text_chars = max_text_chars
-        self.unit_chars = unit_chars
         self.clock = clock
         self.books = Books(
             store, storage, synthesizer, max_attempts, self._store_spoken, self._put,

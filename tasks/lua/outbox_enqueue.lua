@@ -1,5 +1,5 @@
--- Shared by every script that can end a job: if the job has a callback, record its one
--- terminal event in the outbox, due now. The event hash doubles as a "written once" mark,
+-- Shared by every script that can end a job (and by those that queue a `job.progress` event,
+-- status 'progress'): if the job has a callback, record the event in the outbox, due now. The event hash doubles as a "written once" mark,
 -- so a second terminal write (or a retried script) cannot add a second event.
 local function enqueue_callback(job_key, outbox_key, event_key, event_id, status, now, ttl)
   local cb = redis.call('HGET', job_key, 'callback')

@@ -1,6 +1,7 @@
+-- include: outbox_enqueue.lua
 -- A unit's audio is stored (JobStore.record_part): record its part once, add the unit's
--- pieces and seconds to the job's progress (with, when asked, one `job.progress` event like
--- tasks/lua/progress.lua's), and once every unit has its part, name one unit the joiner:
+-- pieces and seconds to the job's progress (with, when asked, one `job.progress` event, as
+-- tasks/lua/progress.lua queues it), and once every unit has its part, name one unit the joiner:
 -- only its run joins the job (worker.books). A unit run again after its part was recorded
 -- records nothing and adds nothing.
 -- KEYS: the job, its parts hash, the callback outbox. ARGV: unit index, part JSON ('' for
@@ -22,13 +23,7 @@ if new == 1 and raw and status == 'running' then
   redis.call('HSET', KEYS[1], 'progress', raw)
   if ARGV[7] ~= '' and progress['pieces_done'] < progress['pieces_total'] then
     local event_id = ARGV[7] .. progress['pieces_done']
-    local event_key = ARGV[8] .. event_id
-    if redis.call('EXISTS', event_key) == 0 then
-      redis.call('HSET', event_key, 'job_id', string.match(KEYS[1], '[^:]+$'),
-                 'type', 'job.progress', 'attempts', 0, 'created_ts', ARGV[9])
-      redis.call('EXPIRE', event_key, ARGV[5])
-      redis.call('ZADD', KEYS[3], 'NX', ARGV[9], event_id)
-    end
+    enqueue_callback(KEYS[1], KEYS[3], ARGV[8] .. event_id, event_id, 'progress', ARGV[9], ARGV[5])
   end
 end
 local units = tonumber(redis.call('HGET', KEYS[1], 'units') or '0') or 0
