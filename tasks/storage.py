@@ -7,10 +7,12 @@ runs twice overwrites its own object instead of leaving a second one.
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
 from tasks.errors import StorageError
@@ -19,6 +21,11 @@ from tasks.settings import Settings
 
 class Storage(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
+        """Store what `source` holds from its current position on: an object too large to
+        hold in memory (a book's audio), streamed from a spool file."""
+        ...
 
     def delete(self, key: str) -> None: ...
 
@@ -41,6 +48,9 @@ class Storage(Protocol):
         ...
 
 
+_COPY_BYTES = 1 << 20
+
+
 class FileStorage:
     """Objects as files under one root; writes are atomic (temp file, then rename)."""
 
@@ -54,12 +64,15 @@ class FileStorage:
         return path
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.put_file(key, io.BytesIO(data), content_type)
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                shutil.copyfileobj(source, handle, _COPY_BYTES)
             os.replace(tmp, path)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc}") from exc
@@ -140,6 +153,19 @@ class S3Storage:
                 Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
             )
         except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot upload s3://{self.bucket}/{self._key(key)}: {exc}") from exc
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
+        """boto3's managed upload: one PUT up to its threshold (8 MiB), parts past it, so
+        an object over S3's 5 GB single-PUT limit still goes, a part at a time."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.upload_fileobj(
+                source, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}
+            )
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise StorageError(f"cannot upload s3://{self.bucket}/{self._key(key)}: {exc}") from exc
 
     def delete(self, key: str) -> None:

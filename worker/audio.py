@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -123,3 +124,80 @@ def encode(
         duration_s=round(audio.duration_s, 3),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+class StreamResampler:
+    """`resample` a block at a time (a soxr stream: the same samples as the whole, which
+    the tests hold it to); `last=True` flushes what the filter still holds."""
+
+    def __init__(self, source_rate: int, rate: int) -> None:
+        self._stream = (
+            soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ")
+            if source_rate != rate
+            else None
+        )
+
+    def __call__(
+        self, samples: npt.NDArray[np.float32], last: bool = False
+    ) -> npt.NDArray[np.float32]:
+        if self._stream is None:
+            return samples
+        out = self._stream.resample_chunk(np.asarray(samples, dtype=np.float32), last=last)
+        return np.asarray(out, dtype=np.float32)
+
+
+class AudioWriter:
+    """`encode` without loudness, one block at a time into `sink`: resampled by a soxr
+    stream, clipped and handed to the same encoders, so audio longer than memory allows
+    (a book) is never whole anywhere but in the file. libsndfile and PyAV take the blocks
+    as they come; the WAV header's length is written when the writer closes."""
+
+    def __init__(self, sink: BinaryIO, fmt: AudioFormat, source_rate: int, rate: int) -> None:
+        self.format = fmt
+        self.sample_rate = fmt.fixed_rate or rate
+        self.frames = 0
+        self._resample = StreamResampler(source_rate, self.sample_rate)
+        self._file: soundfile.SoundFile | None = None
+        self._aac: tuple[av.container.OutputContainer, av.AudioStream] | None = None
+        if fmt is AudioFormat.AAC:
+            container = av.open(sink, mode="w", format="adts")
+            stream = container.add_stream("aac", rate=self.sample_rate, layout="mono")
+            stream.bit_rate = AAC_BIT_RATE
+            self._aac = (container, stream)
+        else:
+            kind, subtype = _FORMATS[fmt]
+            endian = "LITTLE" if kind == "RAW" else "FILE"
+            self._file = soundfile.SoundFile(
+                sink, "w", self.sample_rate, 1, subtype=subtype, endian=endian, format=kind
+            )
+
+    def write(self, samples: npt.NDArray[np.float32]) -> None:
+        self._put(self._resample(samples))
+
+    def close(self) -> float:
+        """Flush and finish the file; its duration in seconds."""
+        self._put(self._resample(np.zeros(0, dtype=np.float32), last=True))
+        if self._file is not None:
+            self._file.close()
+        if self._aac is not None:
+            container, stream = self._aac
+            for packet in stream.encode(None):
+                container.mux(packet)
+            container.close()
+        return round(self.frames / self.sample_rate, 3)
+
+    def _put(self, samples: npt.NDArray[np.float32]) -> None:
+        if not len(samples):
+            return
+        samples = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+        self.frames += len(samples)
+        if self._file is not None:
+            self._file.write(samples)
+        elif self._aac is not None:
+            container, stream = self._aac
+            pcm = (samples * 32767.0).round().astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm[np.newaxis, :], format="s16", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = None
+            for packet in stream.encode(frame):
+                container.mux(packet)

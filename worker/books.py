@@ -11,21 +11,26 @@ sees that, so a canceled or failed book leaves no part behind.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import secrets
+import tempfile
 from collections.abc import Callable
 
-from tasks import units
-from tasks.errors import InvalidText, PermanentError
+from tasks import timestamps, units
+from tasks.errors import InvalidText, PermanentError, StorageError
 from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, utc_now
 from tasks.storage import Storage
 from tasks.store import ClaimResult, JobStore, PartsDone, Unit
 from tasks.text import group_pieces, split_text
 from tasks.units import Part
 from worker import parts
+from worker.audio import AudioWriter
 from worker.engines import SynthesisRequest
-from worker.outcome import Outcome, fleet_error
+from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, Synthesizer, synthesize_in_order
+from worker.pieces import timestamps as timestamps_of
 from worker.stream import StreamPublisher
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,6 @@ class Books:
         storage: Storage,
         synthesizer: Synthesizer,
         max_attempts: int,
-        store_spoken: Callable[[Job, Spoken], AudioInfo],
         put: Callable[[str, bytes, str], None],
         piece_chars: int,
         unit_chars: int,
@@ -53,7 +57,6 @@ class Books:
         self.storage = storage
         self.synthesizer = synthesizer
         self.max_attempts = max_attempts
-        self._store_spoken = store_spoken
         self._put = put
         self.piece_chars = piece_chars
         self.unit_chars = unit_chars
@@ -155,8 +158,7 @@ class Books:
         if this run recorded it."""
         recorded = self.store.parts(book.id)
         ordered = [recorded[i] for i in range(done.units)]
-        spoken = parts.join(ordered, self._read)
-        audio = self._store_spoken(book, spoken)
+        audio = self._store_joined(book, parts.Joining(ordered, self._read))
         result = self.store.succeed(book.id, audio)
         if not result.applied and result.previous is JobStatus.CANCELED:
             self._delete(book.storage_key)  # canceled while it was joined: no audio
@@ -166,6 +168,33 @@ class Books:
             self.end_streams(book.id, done.units, JobStatus.SUCCEEDED)
             return JobStatus.SUCCEEDED
         return None
+
+    def _store_joined(self, book: Job, joining: parts.Joining) -> AudioInfo:
+        """Encode the book part by part into a spool file (TMPDIR), hash it, upload it from
+        there: memory holds about one part, however long the book. What lands is what
+        `worker.audio.encode` makes of the whole joined book."""
+        rate = book.format.fixed_rate or book.sample_rate
+        with tempfile.TemporaryFile(prefix="ttsfleet-book-") as spool:
+            writer = AudioWriter(spool, book.format, rate, rate)
+            for block in parts.blocks_at(joining, rate, book.loudness_lufs):
+                writer.write(block)
+            duration_s = writer.close()
+            size = spool.seek(0, os.SEEK_END)  # a header written last leaves the file elsewhere
+            spool.seek(0)
+            digest = hashlib.file_digest(spool, "sha256").hexdigest()
+            spool.seek(0)
+            try:
+                self.storage.put_file(book.storage_key, spool, book.format.content_type)
+            except StorageError:
+                raise
+            except Exception as exc:
+                raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+        timings = timestamps_of(joining.spoken, joining.length)
+        timestamps.save(self.store.redis, book.storage_key, timings, self.store.ttl_s)
+        return AudioInfo(
+            url=audio_url(book.id), format=book.format, sample_rate=rate,
+            duration_s=duration_s, bytes=size, sha256=digest,
+        )  # fmt: skip
 
     def fail_book(self, book_id: str, error: ErrorInfo) -> bool:
         """Record the book failed (once) and remove its parts; True if this call did."""

@@ -10,11 +10,15 @@ hosts (pedalboard and the like) bring a large binary for ten lines of numpy, hen
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+
 import numpy as np
 import numpy.typing as npt
 import pyloudnorm
 import soxr
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import lfilter
 
 Samples = npt.NDArray[np.floating]
 
@@ -95,3 +99,205 @@ def normalize(
     if excess > 0:
         x = x * _db_to_gain(-excess)
     return np.asarray(x, dtype=np.float32)
+
+
+# `normalize` for audio never whole in memory (a book): the same steps, each a stream.
+
+
+class LoudnessMeter:
+    """`integrated_lufs` fed block by block: pyloudnorm's own K-weighting filters run with
+    their state carried across blocks, and each 400 ms gating block's energy comes from a
+    running sum of squares read at the sample bounds pyloudnorm computes, so the figure is
+    pyloudnorm's for the whole (to rounding) from two floats per 100 ms of audio."""
+
+    _BLOCK_S, _STEP = 0.400, 0.25
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        stages = pyloudnorm.Meter(rate)._filters.values()
+        self._stages = [(s.b, s.a, s.passband_gain, np.zeros(len(s.a) - 1)) for s in stages]
+        self.samples = 0
+        self._total = 0.0  # the sum of squares of every filtered sample so far
+        # The running sum at each gating block's lower and upper bound, block by block.
+        self._sums = (array("d", [0.0]), array("d"))
+
+    def _bound(self, j: int, upper: int) -> int:
+        # pyloudnorm's arithmetic as written: int() of its float products.
+        return int(self._BLOCK_S * (j * self._STEP + upper) * self.rate)
+
+    def add(self, samples: Samples) -> None:
+        x = np.asarray(samples, dtype=np.float64)
+        if not len(x):
+            return  # scipy's lfilter gives an empty block a garbage final state
+        for index, (b, a, gain, state) in enumerate(self._stages):
+            y, state = lfilter(b, a, x, zi=state)
+            self._stages[index] = (b, a, gain, state)
+            x = gain * y
+        running = self._total + np.cumsum(np.square(x))
+        end = self.samples + len(x)
+        for upper, sums in enumerate(self._sums):
+            # Bounds ascend, and every bound up to the last block's end is recorded.
+            while (k := self._bound(len(sums), upper)) <= end:
+                sums.append(float(running[k - self.samples - 1]))
+        if len(running):
+            self._total = float(running[-1])
+        self.samples = end
+
+    def lufs(self) -> float:
+        """The integrated loudness of everything added; -inf as `integrated_lufs` gives it."""
+        n, rate = self.samples, self.rate
+        if n < int(MIN_MEASURABLE_S * rate) + 1:
+            return float("-inf")
+        count = int(np.round((n / rate - self._BLOCK_S) / (self._BLOCK_S * self._STEP))) + 1
+        lows, ups = (np.frombuffer(sums, dtype=np.float64) for sums in self._sums)
+        # A last block past the end (pyloudnorm rounds the count) sums what there is.
+        highs = np.concatenate([ups, np.full(max(0, count - len(ups)), self._total)])[:count]
+        z = (highs - lows[:count]) / (self._BLOCK_S * rate)
+        with np.errstate(divide="ignore"):
+            blocks = -0.691 + 10.0 * np.log10(z)
+        loud = z[blocks >= -70.0]
+        if not len(loud):
+            return float("-inf")
+        relative = -0.691 + 10.0 * np.log10(np.mean(loud)) - 10.0
+        kept = z[(blocks > relative) & (blocks > -70.0)]
+        mean = float(np.mean(kept)) if len(kept) else 0.0
+        return -0.691 + 10.0 * float(np.log10(mean)) if mean > 0 else float("-inf")
+
+
+class _Oversampler:
+    """`oversampled` a block at a time (a soxr stream gives what the whole would)."""
+
+    def __init__(self, rate: int) -> None:
+        self._stream = soxr.ResampleStream(rate, rate * OVERSAMPLE, 1, dtype="float64",
+                                           quality="VHQ")  # fmt: skip
+
+    def __call__(self, samples: Samples, last: bool = False) -> Samples:
+        up = self._stream.resample_chunk(np.asarray(samples, dtype=np.float64), last=last)
+        return np.asarray(up, dtype=np.float64)
+
+
+class TruePeakMeter:
+    """`true_peak_dbtp` fed block by block."""
+
+    def __init__(self, rate: int) -> None:
+        self._up = _Oversampler(rate)
+        self._peak = 0.0
+
+    def add(self, samples: Samples, last: bool = False) -> None:
+        self._peak = max(self._peak, float(np.max(np.abs(self._up(samples, last)), initial=0.0)))
+
+    def dbtp(self) -> float:
+        return 20.0 * float(np.log10(self._peak)) if self._peak > 0 else float("-inf")
+
+
+class _Window:
+    """A sliding filter over a stream of values (scipy's, with its 'nearest' edges): it
+    holds the values its outputs still need, `before` of them behind and `after` ahead, and
+    gives each output once every value it sees has come (or the stream has ended)."""
+
+    def __init__(self, apply: Callable[[Samples], Samples], before: int, after: int) -> None:
+        self._apply, self._before, self._after = apply, before, after
+        self._held = np.zeros(0, dtype=np.float64)
+        self._start = 0  # the stream index of `_held[0]`
+        self._done = 0  # outputs given so far
+
+    def __call__(self, values: Samples, last: bool) -> Samples:
+        self._held = np.concatenate([self._held, values])
+        end = self._start + len(self._held)
+        ready = end if last else end - self._after
+        if ready <= self._done:
+            return np.zeros(0, dtype=np.float64)
+        # Inside the stream, the filter's own edges fall in the margins and are cut off;
+        # at the stream's true ends, 'nearest' is what the whole would have had.
+        out = self._apply(self._held)[self._done - self._start : ready - self._start]
+        self._done = ready
+        keep = max(self._start, ready - self._before)
+        self._held, self._start = self._held[keep - self._start :], keep
+        return np.asarray(out, dtype=np.float64)
+
+
+class Limiter:
+    """`limit` a block at a time: the 4x-oversampled peaks say the gain each sample needs,
+    held over the look-ahead and smoothed by the same filters, and each sample leaves once
+    every neighbour its gain depends on has come. Blocks out lag blocks in by about 10 ms."""
+
+    def __init__(self, rate: int, ceiling_dbtp: float) -> None:
+        self._ceiling = _db_to_gain(ceiling_dbtp)
+        width = max(1, int(_LOOKAHEAD_S * rate))
+        self._up = _Oversampler(rate)
+        self._up_rest = np.zeros(0, dtype=np.float64)
+        self._held = _Window(
+            lambda v: minimum_filter1d(v, size=2 * width + 1, mode="nearest"), width, width
+        )
+        self._smooth = _Window(
+            lambda v: uniform_filter1d(v, size=width, mode="nearest"),
+            width // 2, width - 1 - width // 2,
+        )  # fmt: skip
+        self._samples = np.zeros(0, dtype=np.float64)
+        self._count = 0  # samples in
+        self._peaks = 0  # samples whose peak is known
+
+    def __call__(self, samples: Samples, last: bool = False) -> Samples:
+        self._samples = np.concatenate([self._samples, np.asarray(samples, dtype=np.float64)])
+        self._count += len(samples)
+        up = np.concatenate([self._up_rest, np.abs(self._up(samples, last))])
+        due = (self._count - self._peaks) * OVERSAMPLE
+        if last:  # as `limit`: a group of 4 for every sample, zeros past the stream's end
+            up = np.pad(up, (0, max(0, due - len(up))))
+        whole = min(len(up), due) // OVERSAMPLE
+        peaks = up[: whole * OVERSAMPLE].reshape(whole, OVERSAMPLE).max(axis=1)
+        self._up_rest = up[whole * OVERSAMPLE :]
+        self._peaks += whole
+        needed = np.minimum(1.0, self._ceiling / np.maximum(peaks, 1e-12))
+        gain = self._smooth(self._held(needed, last), last)
+        out, self._samples = self._samples[: len(gain)], self._samples[len(gain) :]
+        return out * gain
+
+
+def normalize_stream(
+    read: Callable[[], Iterable[Samples]],
+    rate: int,
+    target_lufs: float,
+    ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP,
+) -> Iterator[Samples]:
+    """`normalize` for audio that is never whole in memory: `read()` gives it anew, block
+    by block, for each pass (a book spooled to disk). Each gain step of `normalize` becomes
+    one more gain-and-limiter stage in a chain, measured on a pass of its own; a last pass
+    measures the true peak, and the final pass yields the leveled blocks. Passes: one more
+    than `normalize`'s measurements (at most seven), memory: a block and a few filters."""
+    aim = ceiling_dbtp - _HEADROOM_DB
+    gains: list[float] = []
+
+    def chain(final: bool) -> Iterator[Samples]:
+        stages = [Limiter(rate, aim) for _ in range(len(gains) + (1 if final else 0))]
+        blocks = iter(read())
+        block = next(blocks, None)
+        while block is not None:
+            following = next(blocks, None)
+            x: Samples = np.asarray(block, dtype=np.float64)
+            for index, stage in enumerate(stages):
+                x = stage(x * gains[index] if index < len(gains) else x, following is None)
+            yield x
+            block = following
+
+    meter = LoudnessMeter(rate)
+    for x in chain(final=False):
+        meter.add(x)
+    loudness = meter.lufs()
+    if np.isfinite(loudness):
+        for _ in range(4):
+            gains.append(_db_to_gain(target_lufs - loudness))
+            meter = LoudnessMeter(rate)
+            for x in chain(final=False):
+                meter.add(x)
+            loudness = meter.lufs()
+            if abs(loudness - target_lufs) < 0.05:
+                break
+    peak = TruePeakMeter(rate)
+    for x in chain(final=True):
+        peak.add(x)
+    peak.add(np.zeros(0), last=True)
+    excess = peak.dbtp() - aim
+    scale = _db_to_gain(-excess) if excess > 0 else 1.0
+    for x in chain(final=True):
+        yield np.asarray(x * scale if scale != 1.0 else x, dtype=np.float32)

@@ -85,7 +85,7 @@ class JobRunner:
         self.max_text_chars = max_text_chars
         self.clock = clock
         self.books = Books(
-            store, storage, synthesizer, max_attempts, self._store_spoken, self._put,
+            store, storage, synthesizer, max_attempts, self._put,
             piece_chars, unit_chars, largest_group, stream_entries, stream_ttl_s,
             progress_event_s,
         )  # fmt: skip

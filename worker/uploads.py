@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import BinaryIO
 
 from tenacity import (
     RetryCallState,
@@ -46,6 +47,16 @@ class RetryingStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self._retrying(self._storage.put, key, data, content_type)
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
+        """Each try sends `source` from where it stood at the first."""
+        start = source.tell()
+
+        def attempt() -> None:
+            source.seek(start)
+            self._storage.put_file(key, source, content_type)
+
+        self._retrying(attempt)
 
     def delete(self, key: str) -> None:
         self._storage.delete(key)

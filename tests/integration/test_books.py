@@ -51,7 +51,7 @@ def runner(store: JobStore, storage: FileStorage, engine: object, **options: obj
 
 def fan_out(store: JobStore, storage: FileStorage, **fields: object) -> tuple[Job, list[str]]:
     """A book submitted and taken once: it is now its units, queued."""
-    job = make_job(text=BOOK, voice="tone", sample_rate=16000, **fields)
+    job = make_job(text=BOOK, voice="tone", **{"sample_rate": 16000, **fields})
     store.create(job)
     outcome = runner(store, storage, TextEngine()).run(job.id)
     assert outcome.status is None
@@ -84,10 +84,21 @@ def test_a_long_text_becomes_units_queued_in_order_for_the_dispatcher(
     assert redis_client.zscore(keys.inflight_key(book.model), book.id) is None
 
 
+@pytest.mark.parametrize(
+    ("fmt", "rate", "lufs"),
+    [
+        (AudioFormat.WAV, 16000, None),
+        (AudioFormat.FLAC, 8000, None),  # resampled as it streams
+        (AudioFormat.MP3, 16000, None),
+        (AudioFormat.WAV, 16000, -20.0),  # leveled by the whole book's measure, in passes
+        (AudioFormat.FLAC, 8000, -16.0),
+    ],
+    ids=["wav", "flac-8k", "mp3", "wav-leveled", "flac-8k-leveled"],
+)
 def test_units_run_in_any_order_and_the_book_is_its_pieces_joined(
-    store: JobStore, storage: FileStorage
+    store: JobStore, storage: FileStorage, fmt: AudioFormat, rate: int, lufs: float | None
 ) -> None:
-    book, unit_ids = fan_out(store, storage)
+    book, unit_ids = fan_out(store, storage, format=fmt, sample_rate=rate, loudness_lufs=lufs)
     engine = TextEngine()
     run = runner(store, storage, engine)
     for unit_id in reversed(unit_ids):
@@ -96,9 +107,11 @@ def test_units_run_in_any_order_and_the_book_is_its_pieces_joined(
     assert final is not None and final.status is JobStatus.SUCCEEDED and final.audio is not None
     pieces = split_text(BOOK)
     alone = TextEngine().synthesize([SynthesisRequest(text=p, voice="tone") for p in pieces])
-    expected = encode(join(alone), book.format, book.sample_rate, None)
+    expected = encode(join(alone), fmt, rate, lufs)
     path = storage.local_path(book.storage_key)
     assert path is not None and path.read_bytes() == expected.data
+    assert (final.audio.bytes, final.audio.sha256) == (len(expected.data), expected.sha256)
+    assert (final.audio.duration_s, final.audio.sample_rate) == (expected.duration_s, rate)
     assert final.progress is not None
     assert final.progress.pieces_done == final.progress.pieces_total == len(pieces)
     # Every piece once, and the parts are gone once joined.

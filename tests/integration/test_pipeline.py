@@ -3,6 +3,7 @@ bundled Piper voice → file storage or moto's S3 server → job status → down
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -103,8 +104,9 @@ def s3_fleet(
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     # Its own database: the file-storage worker of this module must not take its jobs.
     settings = fleet_settings(
-        redis_server, tmp, db=1, storage_url=f"s3://{bucket}/tts", s3_endpoint_url=s3_server
-    )
+        redis_server, tmp, db=1, storage_url=f"s3://{bucket}/tts", s3_endpoint_url=s3_server,
+        max_text_chars=200, unit_chars=150,  # a few sentences make a book
+    )  # fmt: skip
     with serving(settings, tmp / "worker.log", concurrency=1) as (api, _):
         yield api, bucket
 
@@ -126,3 +128,23 @@ def test_s3_storage_holds_the_object_and_audio_redirects_to_it(
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     head = s3.head_object(Bucket=bucket, Key=f"tts/acme/{job['id']}.flac")
     assert head["ContentType"] == "audio/flac" and head["ContentLength"] == len(data)
+
+
+def test_a_book_on_s3_is_uploaded_from_its_spool_file_and_its_parts_go(
+    s3_fleet: tuple[ApiServer, str], s3_server: str
+) -> None:
+    api, bucket = s3_fleet
+    text = " ".join([SENTENCE] * 6)
+    with api.client() as http:
+        job = http.post("/v1/jobs", json={"text": text, "format": "mp3"}).json()
+        done = wait_terminal(http, job["id"], timeout=120)
+        assert done["status"] == "succeeded", done
+        progress = done["progress"]
+        assert progress["pieces_done"] == progress["pieces_total"] >= 2  # past max_text_chars
+        data = httpx.get(http.get(f"/v1/jobs/{job['id']}/audio").headers["location"]).content
+    check_speech(data, "mp3", 22050, text)
+    assert hashlib.sha256(data).hexdigest() == done["audio"]["sha256"]
+    assert len(data) == done["audio"]["bytes"]
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    mine = s3.list_objects_v2(Bucket=bucket, Prefix=f"tts/acme/{job['id']}")["Contents"]
+    assert [o["Key"] for o in mine] == [f"tts/acme/{job['id']}.mp3"]  # no part is left

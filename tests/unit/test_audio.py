@@ -3,12 +3,16 @@ rate and channel count to the expected duration; loudness meets its target and c
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile
 
 from tasks.jobs import AudioFormat
 from tests.helpers.audio_probe import loudness, probe
-from worker.audio import AAC_PRIMING_SAMPLES, encode
+from worker.audio import AAC_PRIMING_SAMPLES, AudioWriter, encode
 from worker.engines import Audio
 from worker.loudness import integrated_lufs, true_peak_dbtp
 
@@ -98,3 +102,34 @@ def test_loudness_too_short_to_measure_keeps_level_under_the_ceiling() -> None:
     samples = np.frombuffer(encoded.data[44:], dtype="<i2").astype(np.float32) / 32768
     assert true_peak_dbtp(samples, 22050) <= -1.0
     assert true_peak_dbtp(samples, 22050) > -3.0  # brought to the ceiling, not silenced
+
+
+# Ogg's stream serial number is random, and libsndfile's Vorbis encoder analyses each write
+# on its own: those two files differ from a whole encode by more than their bytes' order.
+_SAME_BYTES = set(AudioFormat) - {AudioFormat.OGG, AudioFormat.OPUS}
+
+
+@pytest.mark.parametrize("fmt", list(AudioFormat))
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_a_writer_fed_blocks_makes_the_file_that_encode_makes_whole(
+    fmt: AudioFormat, rate: int, tmp_path: Path
+) -> None:
+    """What a book's streamed join writes (AudioWriter) is what `encode` makes of the whole."""
+    audio = tone(seconds=3.0)
+    whole = encode(audio, fmt, rate)
+    with (tmp_path / "out").open("w+b") as sink:
+        writer = AudioWriter(sink, fmt, audio.sample_rate, rate)
+        for start in range(0, len(audio.samples), 7001):  # blocks of no frame's size
+            writer.write(audio.samples[start : start + 7001])
+        assert writer.close() == whole.duration_s
+        assert writer.sample_rate == whole.sample_rate
+        sink.seek(0)
+        data = sink.read()
+    if fmt in _SAME_BYTES:
+        assert data == whole.data
+    else:
+        streamed, _ = soundfile.read(io.BytesIO(data), dtype="float32")
+        decoded, _ = soundfile.read(io.BytesIO(whole.data), dtype="float32")
+        assert len(streamed) == len(decoded)
+        tolerance = 0.0 if fmt is AudioFormat.OPUS else 0.02  # Vorbis: its own blocks
+        assert np.abs(streamed - decoded).max() <= tolerance
