@@ -403,7 +403,7 @@ def _speech_openapi() -> dict[str, Any]:
     responses: dict[int | str, Any] = {
         "200": {
             "description": "the audio: the whole file once the job ends, or with "
-            "stream_format audio (mp3, wav, pcm) chunked from its first piece on; a job that "
+            "stream_format audio (mp3, wav, pcm, opus) chunked from its first piece on; a job that "
             "fails mid-stream ends the body early (X-Job-Id names the job to look at)",
             "content": {"audio/*": {}},
         },
@@ -429,7 +429,7 @@ def router(settings: Settings) -> APIRouter:
     async def create_speech(request: Request, tenant: TenantDep) -> Response:
         """OpenAI's speech call: the audio once the job ends, within
         `TTSFLEET_SPEECH_TIMEOUT_S`; past it 504 `speech_timeout` with `Location`.
-        With `"stream_format": "audio"` and an mp3, wav or pcm job, the audio as chunked
+        With `"stream_format": "audio"` and an mp3, wav, pcm or opus job, the audio as chunked
         HTTP from its first piece on (the first piece awaited as long as the whole job
         would be), ending once the job is recorded terminal; a job that fails mid-stream
         just ends the body, since clients do not read HTTP trailers (its record says why).
@@ -450,8 +450,8 @@ def router(settings: Settings) -> APIRouter:
         if not done.replayed:
             JOBS_SUBMITTED.labels(tenant.id, job.voice).inc()
         deadline = time.monotonic() + settings.speech_timeout_s
-        # Opus, AAC and FLAC would stream as WAV (tasks.streams): a client that asked for
-        # one gets it whole instead, in the format it asked for.
+        # AAC and FLAC would stream as WAV (tasks.streams): a client that asked for one
+        # gets it whole instead, in the format it asked for.
         if (
             speech.stream_format == "audio"
             and streams.stream_format(job.format) is job.format

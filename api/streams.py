@@ -20,9 +20,10 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response, Str
 
 from api import errors
 from api.auth import authenticate
+from api.ogg import OggOpusWriter
 from api.reads import JobReads
 from tasks import keys, streams, timestamps
-from tasks.jobs import Job, JobStatus
+from tasks.jobs import AudioFormat, Job, JobStatus
 from tasks.store import MAX_JOB_ID_CHARS, TERMINAL
 from tasks.tenants import Tenant
 from tasks.units import unit_id
@@ -193,6 +194,18 @@ class PieceReader:
                 yield fields[b"d"]
 
 
+async def _ogg_pages(chunks: AsyncGenerator[bytes]) -> AsyncGenerator[bytes]:
+    """An Opus job's entries (its packets) as the pages of one Ogg stream (api.ogg)."""
+    writer = OggOpusWriter()
+    try:
+        async for entry in chunks:
+            pages = writer.feed(entry)
+            if pages:
+                yield pages
+    finally:
+        await chunks.aclose()
+
+
 # No record (expired) counts as ended: nothing more will be written.
 _ENDED = (None, *TERMINAL)
 
@@ -207,6 +220,8 @@ async def open_stream(
     ends the body (HTTP trailers are not something clients read)."""
     reader = PieceReader(request.app.state.stream_redis, request.app.state.redis, job.id, job.units)
     chunks = reader.chunks(first_within_s)
+    if streams.stream_format(job.format) is AudioFormat.OPUS:
+        chunks = _ogg_pages(chunks)
     try:
         first = await anext(chunks, None)
     except StreamGap:
@@ -233,7 +248,14 @@ async def open_stream(
 @router.get(
     "/jobs/{job_id}/audio/stream",
     responses={
-        200: {"content": {"audio/wav": {}, "audio/mpeg": {}, "audio/pcm": {}}},
+        200: {
+            "content": {
+                "audio/wav": {},
+                "audio/mpeg": {},
+                "audio/pcm": {},
+                "audio/ogg; codecs=opus": {},
+            }
+        },
         307: {"description": "the stored audio (the job ended without a stream)"},
         **errors.responses(*errors.AUDIO_ERRORS, errors.InvalidRequest),
     },
@@ -246,7 +268,8 @@ async def stream_audio(
     wait_s: Annotated[float, Query(ge=0, le=FIRST_AUDIO_WAIT_S)] = FIRST_AUDIO_WAIT_S,
 ) -> Response:
     """The audio as chunked HTTP while the job is made, in its format if that streams (wav
-    with an open length, mp3), else as WAV; a job already done without a stream is a 307.
+    with an open length, mp3, pcm, Ogg Opus), else as WAV; a job already done without a
+    stream is a 307.
     A job with no audio yet within `wait_s` (a queue ahead of it) is 409 with Retry-After."""
     job = await _job(request, tenant, job_id)
     try:

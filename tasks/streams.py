@@ -12,6 +12,9 @@ The stream is trimmed to a bounded length and expires (`stream_ttl_s` while writ
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator
+
 from tasks import keys
 from tasks.jobs import AudioFormat
 
@@ -20,7 +23,7 @@ STREAM_LINGER_S = 60
 
 # Formats whose bytes can be sent before their length is known; any other job streams as
 # WAV with an open length (its stored file keeps the asked format).
-_STREAMABLE = {AudioFormat.WAV, AudioFormat.MP3, AudioFormat.PCM}
+_STREAMABLE = {AudioFormat.WAV, AudioFormat.MP3, AudioFormat.PCM, AudioFormat.OPUS}
 
 
 def stream_format(fmt: AudioFormat) -> AudioFormat:
@@ -41,3 +44,26 @@ def end_entry(status: str) -> Entry:
 
 def stream_key(job_id: str) -> str:
     return keys.audio_stream_key(job_id)
+
+
+# An Opus job's entries hold Opus packets, not container bytes: a book's units are encoded
+# by different workers at once, so only the reader, which relays them in order, can give
+# them one Ogg stream's page numbers and granule positions (api.ogg). Each packet is framed
+# by two little-endian uint16: its length, and the samples (48 kHz) it decodes to; a
+# packet of 0 samples is the stream's OpusHead (RFC 7845), which the first unit sends.
+_RECORD = struct.Struct("<HH")
+
+
+def opus_records(packets: Iterable[tuple[int, bytes]]) -> bytes:
+    """`(samples, packet)` pairs as an entry's bytes."""
+    return b"".join(_RECORD.pack(len(packet), samples) + packet for samples, packet in packets)
+
+
+def read_opus_records(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """An entry's `(samples, packet)` pairs, in order."""
+    at = 0
+    while at < len(data):
+        length, samples = _RECORD.unpack_from(data, at)
+        at += _RECORD.size
+        yield samples, data[at : at + length]
+        at += length

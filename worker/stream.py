@@ -5,8 +5,9 @@ WAV goes out with an open length (0xFFFFFFFF in the RIFF and data sizes, as stre
 servers do); MP3 frames come from one libsndfile encoder fed stretch by stretch, so there
 is no gap at a seam within a job (each unit of a book, tasks.units, has an encoder of its
 own, so there is the encoder's delay between units); pcm is the WAV body without its
-header. Resampling to the job's rate is one soxr stream for the same reason. Other formats
-stream as WAV (Ogg Opus could be written the way MP3 is: not done yet). A job with
+header. Opus goes out as libopus packets from one encoder per job (or unit), which the API
+puts in Ogg pages as it relays them (api.ogg). Resampling to the job's rate is one soxr
+stream for the same reason. Other formats stream as WAV. A job with
 `loudness_lufs` is normalized stretch by stretch here (the stored file uses the whole
 job's measure).
 """
@@ -18,6 +19,7 @@ import logging
 import struct
 from typing import Any, cast
 
+import av
 import numpy as np
 import numpy.typing as npt
 import redis
@@ -61,22 +63,27 @@ class StreamEncoder:
         header: bool = True,
     ) -> None:
         self.format = streams.stream_format(fmt)
-        self.sample_rate = sample_rate
+        self.sample_rate = fmt.fixed_rate or sample_rate
         self.loudness_lufs = loudness_lufs
         self._gain = 1.0
         self._resampler: Any = None
         self._buffer = io.BytesIO()
         self._sent = 0
         self._mp3: soundfile.SoundFile | None = None
+        self._opus: OpusPackets | None = None
         self._header = b""
-        if self.format is AudioFormat.MP3:
+        if self.format is AudioFormat.OPUS:
+            self._opus = OpusPackets(self.sample_rate)
+            if header:
+                self._header = streams.opus_records([(0, self._opus.head)])
+        elif self.format is AudioFormat.MP3:
             self._mp3 = soundfile.SoundFile(
-                self._buffer, "w", samplerate=sample_rate, channels=1,
+                self._buffer, "w", samplerate=self.sample_rate, channels=1,
                 format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
             )  # fmt: skip
         elif self.format is AudioFormat.WAV and header:
             # A later unit of a long job (tasks.units) continues its first unit's stream.
-            self._header = wav_header(sample_rate)
+            self._header = wav_header(self.sample_rate)
 
     def _resample(self, samples: npt.NDArray[np.float32], rate: int, last: bool) -> Any:
         if rate == self.sample_rate:
@@ -90,6 +97,8 @@ class StreamEncoder:
         if self.loudness_lufs is not None and len(samples):
             samples = self._normalize(samples)
         header, self._header = self._header, b""
+        if self._opus is not None:
+            return header + streams.opus_records(self._opus.encode(samples, last))
         if self._mp3 is None:
             return header + pcm16(samples)
         if len(samples):
@@ -115,6 +124,39 @@ class StreamEncoder:
         level = float(np.sum(np.abs(samples)))
         self._gain = float(np.sum(np.abs(out))) / level if level > 0 else 1.0
         return out
+
+
+class OpusPackets:
+    """libopus (through PyAV, which also cuts the samples into its 20 ms frames) fed
+    stretch by stretch: the packets, each with the samples it decodes to, for the reader to
+    put in Ogg pages (tasks.streams says why it, not the worker)."""
+
+    BIT_RATE = 32000
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        codec = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = sample_rate
+        codec.layout = "mono"
+        codec.format = "flt"
+        codec.bit_rate = self.BIT_RATE
+        codec.open()
+        if codec.extradata is None:
+            raise RuntimeError("libopus gave no OpusHead")
+        # libopus's OpusHead: its pre-skip is the encoder's look-ahead.
+        self.head = bytes(codec.extradata)
+        self._codec: Any = codec
+
+    def encode(self, samples: npt.NDArray[np.float32], last: bool) -> list[tuple[int, bytes]]:
+        packets: list[Any] = []
+        if len(samples):
+            pcm = np.clip(samples, -1.0, 1.0).astype(np.float32)[np.newaxis, :]
+            frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate
+            packets += self._codec.encode(frame)
+        if last:
+            packets += self._codec.encode(None)
+        return [(self._codec.frame_size, bytes(packet)) for packet in packets]
 
 
 def _info_frame(data: bytes) -> bytes:

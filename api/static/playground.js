@@ -116,9 +116,10 @@ async function loadAudio(job) {
   link.hidden = false;
 }
 
-// The stream endpoint sends the job's audio while it is made; for every format but mp3 it
-// is 16-bit WAV with an open length, so each chunk's samples can be scheduled right away,
-// back to back, on an AudioContext (made in the click that submitted, so it may play).
+// The stream endpoint sends the job's audio while it is made; for every format but mp3 and
+// opus it is 16-bit WAV with an open length, so each chunk's samples can be scheduled right
+// away, back to back, on an AudioContext (made in the click that submitted, so it may
+// play). An mp3 or opus job is played once it is whole.
 async function listen(jobId, context) {
   let response = null;
   while (!response) {

@@ -23,6 +23,7 @@ from tasks.text import group_pieces, split_text
 from tasks.units import Part
 from tests.conftest import ApiServer, RedisServer, fleet_settings, serving
 from tests.engines import RATE, CrashingEngine, TextEngine, TextToneEngine
+from tests.helpers import audio_probe
 from tests.helpers.jobs import make_job
 from worker.audio import encode, join
 from worker.batcher import DirectSynthesizer
@@ -281,6 +282,26 @@ def test_a_book_streams_while_made_and_ends_as_its_pieces_joined(
     assert [item["text"] for item in captions["items"]] == pieces
     # Each piece was made once, by whichever worker process took its unit.
     assert sorted(log.read_text().splitlines()) == sorted(pieces)
+
+
+def test_an_opus_book_streams_as_one_ogg_stream(book_fleet: tuple[ApiServer, Path]) -> None:
+    """Units encoded by two worker processes at once, paged by the API in order: one Ogg
+    stream ffmpeg decodes to the book's audio, plus each unit encoder's look-ahead and
+    padding (under 27 ms a unit) and the 10 ms the stored file crossfades at each seam."""
+    api, _ = book_fleet
+    with api.client() as http:
+        response = http.post("/v1/jobs", json={"text": BOOK, "voice": "tone", "format": "opus"})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        with http.stream("GET", f"/v1/jobs/{job_id}/audio/stream", timeout=60) as stream:
+            assert stream.headers["content-type"] == "audio/ogg; codecs=opus"
+            data = stream.read()
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        stored = http.get(f"/v1/jobs/{job_id}/audio").content
+    assert job["status"] == "succeeded"
+    streamed, kept = audio_probe.decode(data), audio_probe.decode(stored)
+    count = len(group_pieces(split_text(BOOK), UNIT))
+    assert 0 <= len(streamed) - len(kept) < count * (960 + 312) + (count - 1) * 480
 
 
 class RacedEngine(TextEngine):

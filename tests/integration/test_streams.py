@@ -65,6 +65,16 @@ class Fleet:
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
 
+    def streamed(self, fmt: str) -> tuple[str, str, bytes]:
+        """A job in `fmt` streamed whole by a worker: its Content-Type and bytes, once the
+        job succeeded."""
+        self.start_worker()
+        job_id = self.submit(format=fmt)
+        with self.http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+            content_type, data = response.headers["content-type"], response.read()
+        assert self.wait(job_id)["status"] == "succeeded"
+        return job_id, content_type, data
+
     def wait(self, job_id: str) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
             job = self.http.get(f"/v1/jobs/{job_id}").json()
@@ -205,13 +215,23 @@ def test_a_canceled_job_closes_its_stream(tone_fleet: Fleet) -> None:
 
 
 def test_mp3_jobs_stream_mp3(tone_fleet: Fleet) -> None:
-    tone_fleet.start_worker()
-    job_id = tone_fleet.submit(format="mp3")
-    with tone_fleet.http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
-        assert response.headers["content-type"] == "audio/mpeg"
-        data = response.read()
-    assert tone_fleet.wait(job_id)["status"] == "succeeded"
+    _, content_type, data = tone_fleet.streamed("mp3")
+    assert content_type == "audio/mpeg"
     assert data[:2] == b"\xff\xf3" or data[:3] == b"ID3"
+
+
+def test_opus_jobs_stream_one_ogg_opus_stream_of_the_stored_audio(tone_fleet: Fleet) -> None:
+    """The API pages the worker's Opus packets (api.ogg): ffmpeg decodes the stream to the
+    stored file's audio, plus at most the last packet's padding (the stream's end is not
+    trimmed), and the two encodes of it (libsndfile's file, PyAV's packets) agree."""
+    job_id, content_type, data = tone_fleet.streamed("opus")
+    assert content_type == "audio/ogg; codecs=opus"
+    stored = tone_fleet.http.get(f"/v1/jobs/{job_id}/audio").content
+    assert data[:4] == b"OggS" and audio_probe.probe(data).codec == "opus"
+    streamed, kept = audio_probe.decode(data), audio_probe.decode(stored)
+    assert 0 <= len(streamed) - len(kept) < 960
+    a, b = streamed[: len(kept)].astype(np.float64), kept.astype(np.float64)
+    assert float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b))) > 0.9
 
 
 def _speech_stream(
@@ -241,10 +261,11 @@ def _speech_stream(
 def test_openai_speech_with_stream_format_audio_streams_before_its_job_ends(
     slow_fleet: Fleet,
 ) -> None:
-    """mp3 (OpenAI's default), wav and pcm: the first bytes come while the job still runs,
-    the response ends once it is recorded succeeded, and the bytes are its stored audio."""
+    """mp3 (OpenAI's default), wav, pcm and opus: the first bytes come while the job still
+    runs, the response ends once it is recorded succeeded, and the bytes are its stored
+    audio."""
     slow_fleet.start_worker()
-    for fmt in ("mp3", "wav", "pcm"):
+    for fmt in ("mp3", "wav", "pcm", "opus"):
         status_at_first: list[str] = []
 
         def look(job_id: str) -> None:
@@ -256,7 +277,13 @@ def test_openai_speech_with_stream_format_audio_streams_before_its_job_ends(
         job = slow_fleet.http.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded", fmt  # recorded before the response ended
         stored = slow_fleet.http.get(f"/v1/jobs/{job_id}/audio").content
-        assert content_type == {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm"}[fmt]
+        assert content_type == {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm",
+                                "opus": "audio/ogg; codecs=opus"}[fmt]  # fmt: skip
+        if fmt == "opus":
+            # One more encode of the same audio, its end untrimmed (the last packet's pad).
+            extra = len(audio_probe.decode(data)) - len(audio_probe.decode(stored))
+            assert 0 <= extra < 960
+            continue
         if fmt == "mp3":
             # The stream's first frame is an empty Info tag where the stored file has LAME's
             # (its length is unknown then), so a decoder keeps what that tag trims: the tag
