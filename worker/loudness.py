@@ -6,6 +6,11 @@ target and the ceiling: a short look-ahead limiter (a sliding minimum of the gai
 4x-oversampled sample needs, then smoothed) takes the few peaks down, and the loudness is
 measured again. pyloudnorm measures but does not limit, and the limiters of audio plugin
 hosts (pedalboard and the like) bring a large binary for ten lines of numpy, hence this.
+
+A book is leveled the same way without ever being whole in memory: `normalize_stream`
+takes `normalize`'s steps as streams (`LoudnessMeter`, `Limiter`, `TruePeakMeter`), with
+the same result to float32 rounding. pyloudnorm has no streaming meter, so the meter runs
+its filters (read from its Meter) with their state carried from block to block.
 """
 
 from __future__ import annotations
@@ -99,9 +104,6 @@ def normalize(
     if excess > 0:
         x = x * _db_to_gain(-excess)
     return np.asarray(x, dtype=np.float32)
-
-
-# `normalize` for audio never whole in memory (a book): the same steps, each a stream.
 
 
 class LoudnessMeter:
