@@ -87,3 +87,19 @@ def test_a_books_units_continue_one_ogg_stream() -> None:
     assert sum(p[5] & 0x02 == 0x02 for p in pages) == 1  # one beginning of stream
     decoded = audio_probe.decode(data)
     assert 3 * 48000 <= len(decoded) < 3 * 48000 + 3 * (960 + 312)
+
+
+def test_an_entry_of_many_packets_spans_pages_each_with_its_granule() -> None:
+    """Past 40 packets (a catching-up reader's long entry) a page ends: each page's
+    granule counts the samples of every packet completed on it or before."""
+    writer = OggOpusWriter(serial=5)
+    head = writer.feed(opus_records([(0, b"OpusHead" + bytes(11))]))
+    data = writer.feed(opus_records([(960, bytes([i]) * 100) for i in range(100)]))
+    pages = pages_of(data)
+    assert len(pages_of(head)) == 2 and len(pages) == 3
+    assert [struct.unpack_from("<qII", p, 6) for p in pages] == [
+        (40 * 960, 5, 2), (80 * 960, 5, 3), (100 * 960, 5, 4),
+    ]  # fmt: skip
+    assert b"".join(p[27 + p[26] :] for p in pages) == b"".join(
+        bytes([i]) * 100 for i in range(100)
+    )
