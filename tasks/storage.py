@@ -81,13 +81,15 @@ class FileStorage:
         self._path(key).unlink(missing_ok=True)
 
     def copy(self, source: str, target: str) -> bool:
+        """Streamed, file to file: a book's audio may be larger than memory allows."""
         try:
-            data = self._path(source).read_bytes()
+            handle = self._path(source).open("rb")
         except FileNotFoundError:
             return False
         except OSError as exc:
             raise StorageError(f"cannot read {source}: {exc}") from exc
-        self.put(target, data, "")
+        with handle:
+            self.put_file(target, handle, "")
         return True
 
     def local_path(self, key: str) -> Path | None:

@@ -125,11 +125,18 @@ class JobRunner:
         if job is None:
             return Outcome(status=None)
         if (unit := self.store.unit(job_id)) is not None:
-            return self.books.run_unit(job, unit, claim, name)
-        if len(job.text) > self.max_text_chars and self.books.fan_out(job):
-            return Outcome(status=None, voice=job.voice)
+            outcome = self.books.run_unit(job, unit, claim, name)
+            if outcome.book is JobStatus.SUCCEEDED:
+                self._remember_book(unit.parent)
+            return outcome
+        cached = None
+        if len(job.text) > self.max_text_chars:
+            # A book identical to one made before is that one's audio; else it fans out.
+            cached = self._cached(job)
+            if cached is None and self.books.fan_out(job):
+                return Outcome(status=None, voice=job.voice)
         try:
-            audio = self._produce(job)
+            audio = cached or self._produce(job)
         except PermanentError as exc:
             self.store.fail(job_id, ErrorInfo(code=exc.code, message=exc.message))
             return Outcome(status=JobStatus.FAILED, voice=job.voice, code=exc.code)
@@ -164,6 +171,25 @@ class JobRunner:
             self.storage.delete(job.storage_key)
         except Exception as exc:  # the job is canceled either way; the object is an orphan
             log.warning("job %s: cannot delete %s: %s", job.id, job.storage_key, exc)
+
+    def _cached(self, job: Job) -> AudioInfo | None:
+        """The audio of an identical request, under this job's own key, if it is cached."""
+        if self.cache is None:
+            return None
+        digest = request_digest(job, self.model_version, self.cache.sharing)
+        hit = self.cache.lookup(digest)
+        return None if hit is None else self._reuse(job, digest, hit)
+
+    def _remember_book(self, book_id: str) -> None:
+        """A book just joined goes in the result cache as a job's audio does (without the
+        lease that makes concurrent identical jobs synthesize once: a book's units run on
+        many workers, and its identical twin fans out alongside)."""
+        if self.cache is None:
+            return
+        book = self.store.get(book_id)
+        if book is not None and book.status is JobStatus.SUCCEEDED and book.audio is not None:
+            digest = request_digest(book, self.model_version, self.cache.sharing)
+            self.cache.store(digest, book.storage_key, book.audio)
 
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:

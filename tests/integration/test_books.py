@@ -27,6 +27,7 @@ from tests.helpers import audio_probe
 from tests.helpers.jobs import make_job
 from worker.audio import encode, join
 from worker.batcher import DirectSynthesizer
+from worker.cache import ResultCache
 from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
 
@@ -118,6 +119,31 @@ def test_units_run_in_any_order_and_the_book_is_its_pieces_joined(
     # Every piece once, and the parts are gone once joined.
     assert sorted(engine.texts) == sorted(pieces)
     assert part_objects(storage) == [] and store.parts(book.id) == {}
+
+
+def test_an_identical_book_is_the_first_ones_audio_from_the_result_cache(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis
+) -> None:
+    cache = ResultCache(store.redis, ttl_s=3600)
+    engine = TextEngine()
+    run = runner(store, storage, engine, cache=cache)
+    first = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    store.create(first)
+    assert run.run(first.id).status is None  # fanned out
+    for index in range(store.get(first.id).units):  # type: ignore[union-attr]
+        run.run(units.unit_id(first.id, index))
+    made = len(engine.texts)
+    twin = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    store.create(twin)
+    assert run.run(twin.id).status is JobStatus.SUCCEEDED  # at once: no units
+    done, original = store.get(twin.id), store.get(first.id)
+    assert done is not None and original is not None and done.units is None
+    assert done.audio is not None and original.audio is not None
+    assert (done.audio.sha256, done.audio.bytes) == (original.audio.sha256, original.audio.bytes)
+    assert done.audio.url.endswith(f"/{twin.id}/audio") and len(engine.texts) == made
+    path = storage.local_path(twin.storage_key)
+    assert path is not None and path.read_bytes() == storage.read(first.storage_key)
+    assert redis_client.exists(keys.timestamps_key(twin.storage_key))
 
 
 def part_objects(storage: FileStorage) -> list[Path]:
