@@ -85,6 +85,29 @@ def test_uploads_ride_out_a_storage_outage(make_fleet: Callable[..., Fleet], mot
     run_outage(make_fleet, moto, jobs=6, down_s=2.0, storage_retry_wait_s=0.2, max_attempts=2)
 
 
+def test_a_book_rides_out_a_storage_outage(make_fleet: Callable[..., Fleet], moto: Moto) -> None:
+    """S3 down while a book's units store their parts: each upload is retried, the book is
+    joined once S3 is back, and the bucket holds its audio alone (no part left)."""
+    fleet = s3_fleet(
+        make_fleet, moto, storage_retry_wait_s=0.2, max_attempts=2,
+        max_text_chars=300, unit_chars=200,
+    )  # fmt: skip
+    text = " ".join(f"Sentence {i} of the book that waits for its storage." for i in range(24))
+    moto.stop()
+    with fleet.api.client() as http:
+        [book_id] = fleet.submit(http, [text])
+        time.sleep(2.0)
+        moto.start()
+        [book] = fleet.wait_all_terminal(http, [book_id])
+    assert book["status"] == "succeeded", book
+    assert book["progress"]["pieces_done"] == book["progress"]["pieces_total"] > 2
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=moto.bucket).get("Contents", [])]
+    assert keys == [f"tts/acme/{book_id}.wav"]
+    assert fleet.callback_events(book_id) == [f"msg_{book_id}_succeeded"]
+    assert sum(w.log.read_text().count("upload try") for w in fleet.workers) > 0
+
+
 @pytest.mark.slow
 def test_the_default_budget_rides_out_a_30_s_storage_outage(
     make_fleet: Callable[..., Fleet], moto: Moto
