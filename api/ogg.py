@@ -4,12 +4,13 @@ by the API from the packets the workers publish (tasks.streams says why here).
 Pages are written by hand: the format is a 27-byte header, a segment table and a CRC,
 and the libraries that write them either bring a licence the API should not carry
 (mutagen: GPL) or need the codec's setup pushed through a muxer (PyAV) for what is a
-few lines. Each relayed entry becomes one page (or more past 255 segments), so a
-listener gets audio as soon as the worker published it; granule positions count the
-48 kHz samples of every packet so far, pre-skip included, as RFC 7845 asks. The stream
-ends without an end-of-stream page (its last page is sent as soon as its packets come,
-before the reader knows it is the last): decoders read to the end of the body, and the
-last packet's padding (under 20 ms) is played rather than trimmed.
+few lines. Each relayed entry becomes one page (or one per 40 packets, at most 240 of a
+page's 255 segments), so a listener gets audio as soon as the worker published it;
+granule positions count the 48 kHz samples of every packet so far, pre-skip included, as
+RFC 7845 asks. The stream ends without an end-of-stream page (its last page is sent as
+soon as its packets come, before the reader knows it is the last): decoders read to the
+end of the body, and the last packet's padding (under 20 ms) is played rather than
+trimmed.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ class Storage(Protocol):
 
 
 _COPY_BYTES = 1 << 20
+# The largest object S3 copies in one CopyObject request.
+SINGLE_COPY_BYTES = 5 * 10**9
 
 
 class FileStorage:
@@ -71,11 +73,18 @@ class FileStorage:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc}") from exc
+        try:
             with os.fdopen(fd, "wb") as handle:
                 shutil.copyfileobj(source, handle, _COPY_BYTES)
             os.replace(tmp, path)
-        except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc}") from exc
+        except BaseException as exc:
+            # A half-written temp file is never left behind (a retry would add another).
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, (OSError, ValueError)):  # ValueError: a closed source
+                raise StorageError(f"cannot write {path}: {exc}") from exc
+            raise
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -174,14 +183,22 @@ class S3Storage:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def copy(self, source: str, target: str) -> bool:
+        """One server-side CopyObject up to S3's 5 GB limit for it; past that (a long book
+        at a high rate) boto3's managed copy, in parts, with the source's content type."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        origin = {"Bucket": self.bucket, "Key": self._key(source)}
         try:
-            self._client.copy_object(
-                Bucket=self.bucket,
-                Key=self._key(target),
-                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
-            )
+            head = self._client.head_object(**origin)
+            if head["ContentLength"] <= SINGLE_COPY_BYTES:
+                self._client.copy_object(
+                    Bucket=self.bucket, Key=self._key(target), CopySource=origin
+                )
+            else:
+                self._client.copy(
+                    origin, self.bucket, self._key(target),
+                    ExtraArgs={"ContentType": head.get("ContentType", "")},
+                )  # fmt: skip
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,6 +22,8 @@ import soxr
 from tasks.jobs import AudioFormat
 from worker.engines import Audio
 from worker.loudness import normalize
+
+log = logging.getLogger(__name__)
 
 # soundfile (libsndfile) container and codec for each format it writes.
 _FORMATS: dict[AudioFormat, tuple[str, str]] = {
@@ -185,6 +188,15 @@ class AudioWriter:
                 container.mux(packet)
             container.close()
         return round(self.frames / self.sample_rate, 3)
+
+    def abandon(self) -> None:
+        """Close the encoder of a file that will not be used (a join that failed), while
+        its sink is still open: left to the garbage collector, it would write to a closed
+        file."""
+        try:
+            self.close()
+        except Exception as exc:  # the file is thrown away; the join's own error counts
+            log.debug("an abandoned audio file did not close: %s", exc)
 
     def _put(self, samples: npt.NDArray[np.float32]) -> None:
         if not len(samples):

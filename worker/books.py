@@ -176,8 +176,12 @@ class Books:
         rate = book.format.fixed_rate or book.sample_rate
         with tempfile.TemporaryFile(prefix="ttsfleet-book-") as spool:
             writer = AudioWriter(spool, book.format, rate, rate)
-            for block in parts.blocks_at(joining, rate, book.loudness_lufs):
-                writer.write(block)
+            try:
+                for block in parts.blocks_at(joining, rate, book.loudness_lufs):
+                    writer.write(block)
+            except BaseException:
+                writer.abandon()
+                raise
             duration_s = writer.close()
             size = spool.seek(0, os.SEEK_END)  # a header written last leaves the file elsewhere
             spool.seek(0)

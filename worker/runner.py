@@ -173,12 +173,17 @@ class JobRunner:
             log.warning("job %s: cannot delete %s: %s", job.id, job.storage_key, exc)
 
     def _cached(self, job: Job) -> AudioInfo | None:
-        """The audio of an identical request, under this job's own key, if it is cached."""
+        """The audio of an identical request, under this job's own key, if it is cached;
+        a cache or copy that fails is a miss (the book is then made)."""
         if self.cache is None:
             return None
         digest = request_digest(job, self.model_version, self.cache.sharing)
-        hit = self.cache.lookup(digest)
-        return None if hit is None else self._reuse(job, digest, hit)
+        try:
+            hit = self.cache.lookup(digest)
+            return None if hit is None else self._reuse(job, digest, hit)
+        except Exception as exc:
+            log.warning("job %s: result cache not read (%s); made anew", job.id, exc)
+            return None
 
     def _remember_book(self, book_id: str) -> None:
         """A book just joined goes in the result cache as a job's audio does (without the
@@ -186,10 +191,13 @@ class JobRunner:
         many workers, and its identical twin fans out alongside)."""
         if self.cache is None:
             return
-        book = self.store.get(book_id)
-        if book is not None and book.status is JobStatus.SUCCEEDED and book.audio is not None:
-            digest = request_digest(book, self.model_version, self.cache.sharing)
-            self.cache.store(digest, book.storage_key, book.audio)
+        try:
+            book = self.store.get(book_id)
+            if book is not None and book.status is JobStatus.SUCCEEDED and book.audio:
+                digest = request_digest(book, self.model_version, self.cache.sharing)
+                self.cache.store(digest, book.storage_key, book.audio)
+        except Exception as exc:  # the book succeeded either way; it is just not cached
+            log.warning("book %s: not cached: %s", book_id, exc)
 
     def _produce(self, job: Job) -> AudioInfo:
         if self.cache is None:

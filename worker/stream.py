@@ -156,7 +156,9 @@ class OpusPackets:
             packets += self._codec.encode(frame)
         if last:
             packets += self._codec.encode(None)
-        return [(self._codec.frame_size, bytes(packet)) for packet in packets]
+        # Granules count at 48 kHz whatever the rate (RFC 7845); Opus jobs are 48 kHz.
+        samples_48k = self._codec.frame_size * 48000 // self.sample_rate
+        return [(samples_48k, bytes(packet)) for packet in packets]
 
 
 def _info_frame(data: bytes) -> bytes:

@@ -24,10 +24,10 @@ from tasks.units import Part
 from tests.conftest import ApiServer, RedisServer, fleet_settings, serving
 from tests.engines import RATE, CrashingEngine, TextEngine, TextToneEngine
 from tests.helpers import audio_probe
-from tests.helpers.jobs import make_job
+from tests.helpers.jobs import AUDIO, make_job
 from worker.audio import encode, join
 from worker.batcher import DirectSynthesizer
-from worker.cache import ResultCache
+from worker.cache import ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
 from worker.runner import JobRunner
 
@@ -144,6 +144,21 @@ def test_an_identical_book_is_the_first_ones_audio_from_the_result_cache(
     path = storage.local_path(twin.storage_key)
     assert path is not None and path.read_bytes() == storage.read(first.storage_key)
     assert redis_client.exists(keys.timestamps_key(twin.storage_key))
+
+
+def test_a_cached_book_that_cannot_be_copied_is_made_anew(
+    store: JobStore, storage: FileStorage
+) -> None:
+    """The cache entry points at an object the storage cannot read (a folder here, an S3
+    outage in life): a miss, so the book fans out rather than failing or hanging."""
+    cache = ResultCache(store.redis, ttl_s=3600)
+    book = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    (storage.root / "acme" / "unreadable.wav").mkdir(parents=True)
+    cache.store(request_digest(book, ""), "acme/unreadable.wav", AUDIO)
+    store.create(book)
+    assert runner(store, storage, TextEngine(), cache=cache).run(book.id).status is None
+    fanned = store.get(book.id)
+    assert fanned is not None and fanned.units is not None and fanned.units > 1
 
 
 def part_objects(storage: FileStorage) -> list[Path]:

@@ -11,6 +11,7 @@ from typing import BinaryIO
 import boto3
 import pytest
 
+from tasks import storage as storage_module
 from tasks.errors import StorageError
 from tasks.storage import FileStorage, S3Storage
 from worker.uploads import RetryingStorage
@@ -85,3 +86,45 @@ def test_an_upload_that_keeps_failing_raises_storage_error(tmp_path: Path) -> No
     storage = RetryingStorage(FileStorage(blocked), attempts=2, first_wait_s=0.01)
     with spool(tmp_path, 1000) as source, pytest.raises(StorageError):
         storage.put_file("acme/book.wav", source, "audio/wav")
+
+
+def test_an_object_past_the_single_copy_limit_is_copied_in_parts_with_its_type(
+    s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit on a book past S3's 5 GB CopyObject limit: the managed copy (shown
+    here with the limit lowered to 1 MiB) keeps the bytes and the content type."""
+    monkeypatch.setattr(storage_module, "SINGLE_COPY_BYTES", MIB)
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="copied")
+    storage = S3Storage("copied", "", s3_server, "us-east-1", 60)
+    with spool(tmp_path, 20 * MIB) as source:
+        storage.put_file("acme/first.wav", source, "audio/wav")
+    assert storage.copy("acme/first.wav", "acme/twin.wav")
+    head = s3.head_object(Bucket="copied", Key="acme/twin.wav")
+    assert head["ContentType"] == "audio/wav" and head["ETag"].strip('"').endswith("-3")
+    assert storage.read("acme/twin.wav") == storage.read("acme/first.wav")
+    assert not storage.copy("acme/missing.wav", "acme/other.wav")
+
+
+class BreaksAfter:
+    """A source whose second read fails, as a disk going bad under a spool file does."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError("input/output error")
+        return b"x" * 1000
+
+
+def test_a_failed_write_leaves_no_temp_file_and_is_a_storage_error(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "audio")
+    with pytest.raises(StorageError):
+        storage.put_file("acme/book.wav", BreaksAfter(), "audio/wav")  # type: ignore[arg-type]
+    closed = spool(tmp_path, 10)
+    closed.close()
+    with pytest.raises(StorageError):
+        storage.put_file("acme/book.wav", closed, "audio/wav")
+    assert list((tmp_path / "audio").rglob("*")) == [tmp_path / "audio" / "acme"]

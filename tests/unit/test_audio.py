@@ -3,6 +3,7 @@ rate and channel count to the expected duration; loudness meets its target and c
 
 from __future__ import annotations
 
+import gc
 import io
 from pathlib import Path
 
@@ -133,3 +134,18 @@ def test_a_writer_fed_blocks_makes_the_file_that_encode_makes_whole(
         assert len(streamed) == len(decoded)
         tolerance = 0.0 if fmt is AudioFormat.OPUS else 0.02  # Vorbis: its own blocks
         assert np.abs(streamed - decoded).max() <= tolerance
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("fmt", [AudioFormat.WAV, AudioFormat.MP3, AudioFormat.OPUS])
+def test_an_abandoned_writer_is_closed_while_its_file_is_open(
+    fmt: AudioFormat, tmp_path: Path
+) -> None:
+    """A join that fails partway abandons its writer before the spool file closes: left to
+    the garbage collector, libsndfile would write into a closed file."""
+    with (tmp_path / "out").open("w+b") as sink:
+        writer = AudioWriter(sink, fmt, 22050, 22050)
+        writer.write(tone().samples)
+        writer.abandon()
+    del writer
+    gc.collect()
