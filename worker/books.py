@@ -16,10 +16,10 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Callable
+from typing import Protocol
 
 from tasks import timestamps, units
-from tasks.errors import InvalidText, PermanentError, StorageError
+from tasks.errors import InvalidText, PermanentError
 from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, utc_now
 from tasks.storage import Storage
 from tasks.store import ClaimResult, JobStore, PartsDone, Unit
@@ -32,48 +32,54 @@ from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, Synthesizer, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
 from worker.stream import StreamPublisher
+from worker.uploads import as_storage_error
 
 log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the unit path reads of the `worker.runner.JobRunner` that builds it (named
+    here, not imported: the runner imports this module)."""
+
+    @property
+    def store(self) -> JobStore: ...
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def synthesizer(self) -> Synthesizer: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def piece_chars(self) -> int: ...
+    @property
+    def largest_group(self) -> int: ...
+    @property
+    def stream_entries(self) -> int: ...
+    @property
+    def stream_ttl_s(self) -> int: ...
+    @property
+    def progress_event_s(self) -> float: ...
 
 
 class Books:
     """The unit path of `worker.runner.JobRunner`, with the runner's collaborators."""
 
-    def __init__(
-        self,
-        store: JobStore,
-        storage: Storage,
-        synthesizer: Synthesizer,
-        max_attempts: int,
-        put: Callable[[str, bytes, str], None],
-        piece_chars: int,
-        unit_chars: int,
-        largest_group: int,
-        stream_entries: int,
-        stream_ttl_s: int,
-        progress_event_s: float,
-    ) -> None:
-        self.store = store
-        self.storage = storage
-        self.synthesizer = synthesizer
-        self.max_attempts = max_attempts
-        self._put = put
-        self.piece_chars = piece_chars
+    def __init__(self, runner: Runner, unit_chars: int) -> None:
+        # The runner's store, storage, engine and settings, read where they are used.
+        self.runner = runner
+        self.store = runner.store
+        self.storage = runner.storage
         self.unit_chars = unit_chars
-        self.largest_group = largest_group
-        self.stream_entries = stream_entries
-        self.stream_ttl_s = stream_ttl_s
-        self.progress_event_s = progress_event_s
         # Units found done when their run started (a rerun after a worker died): not redone.
         self.resumed = 0
 
     def fan_out(self, job: Job) -> bool:
         """Make `job` its units if its text splits into more than one; False if it does not
         (it then runs as one job)."""
-        groups = group_pieces(split_text(job.text, self.piece_chars), self.unit_chars)
+        groups = group_pieces(split_text(job.text, self.runner.piece_chars), self.unit_chars)
         if len(groups) < 2:
             return False
-        self.store.fan_out(job, groups, self.stream_ttl_s)
+        self.store.fan_out(job, groups, self.runner.stream_ttl_s)
         log.info("job %s fanned out into %d units", job.id, len(groups))
         return True
 
@@ -102,7 +108,7 @@ class Books:
         except Exception as exc:
             error = fleet_error(exc)
             log.warning("unit %s attempt %d failed: %s", job.id, claim.attempts, error.message)
-            if not isinstance(exc, PermanentError) and claim.attempts < self.max_attempts:
+            if not isinstance(exc, PermanentError) and claim.attempts < self.runner.max_attempts:
                 if self.store.requeue(job.id, name).applied:
                     retry_in = float(2 ** (claim.attempts - 1))
                     return Outcome(status=JobStatus.QUEUED, retry_in=retry_in, unit=True)
@@ -122,12 +128,16 @@ class Books:
         for them and none was sent within `progress_event_s`."""
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in unit.pieces]
         stream = StreamPublisher(
-            self.store.redis, job, self.stream_entries, self.stream_ttl_s, header=unit.index == 0
+            self.store.redis,
+            job,
+            self.runner.stream_entries,
+            self.runner.stream_ttl_s,
+            header=unit.index == 0,
         )
         rejected = None
         try:
             spoken: Spoken | None = synthesize_in_order(
-                self.synthesizer, requests, self.largest_group, stream.samples
+                self.runner.synthesizer, requests, self.runner.largest_group, stream.samples
             )
         except InvalidText as exc:
             # Every piece of this unit was rejected as text: the book goes on without it.
@@ -138,13 +148,14 @@ class Books:
             part = Part(sample_rate=1, texts=[], lengths=[], words=[], rejected=rejected)
         else:
             part = parts.describe(spoken, key)
-            self._put(key, parts.encode(spoken), "application/octet-stream")
+            with as_storage_error():
+                self.storage.put(key, parts.encode(spoken), "application/octet-stream")
         event = book.callback is not None and PROGRESS_EVENT in book.callback_events
         # One event per interval across all the workers of the book's units.
         event = event and bool(
             self.store.redis.set(
                 units.progress_gate_key(book.id), 1, nx=True,
-                px=max(1, int(self.progress_event_s * 1000)),
+                px=max(1, int(self.runner.progress_event_s * 1000)),
             )
         )  # fmt: skip
         done = self.store.record_part(book.id, unit, part, event=event)
@@ -187,12 +198,8 @@ class Books:
             spool.seek(0)
             digest = hashlib.file_digest(spool, "sha256").hexdigest()
             spool.seek(0)
-            try:
+            with as_storage_error():
                 self.storage.put_file(book.storage_key, spool, book.format.content_type)
-            except StorageError:
-                raise
-            except Exception as exc:
-                raise StorageError(f"{type(exc).__name__}: {exc}") from exc
         timings = timestamps_of(joining.spoken, joining.length)
         timestamps.save(self.store.redis, book.storage_key, timings, self.store.ttl_s)
         return AudioInfo(

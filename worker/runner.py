@@ -16,7 +16,6 @@ from tasks.errors import (
     DeadlineExceeded,
     FleetError,
     PermanentError,
-    StorageError,
     WorkerLost,
 )
 from tasks.jobs import PROGRESS_EVENT, AudioInfo, ErrorInfo, Job, JobStatus, Progress
@@ -32,6 +31,7 @@ from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
 from worker.stream import StreamPublisher
+from worker.uploads import as_storage_error
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,7 @@ class JobRunner:
         # A longer text fans out into units of about `unit_chars` (tasks.units).
         self.max_text_chars = max_text_chars
         self.clock = clock
-        self.books = Books(
-            store, storage, synthesizer, max_attempts, self._put,
-            piece_chars, unit_chars, largest_group, stream_entries, stream_ttl_s,
-            progress_event_s,
-        )  # fmt: skip
+        self.books = Books(self, unit_chars)
 
     def run(self, job_id: str) -> Outcome:
         if self.runs is None:
@@ -230,14 +226,6 @@ class JobRunner:
             return None  # the timings expired: synthesize again rather than have none
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 
-    def _put(self, key: str, data: bytes, content_type: str) -> None:
-        try:
-            self.storage.put(key, data, content_type)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
-
     def _synthesize(self, job: Job) -> AudioInfo:
         pieces = split_text(job.text, self.piece_chars)
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
@@ -265,7 +253,8 @@ class JobRunner:
         """Encode the job's audio, store it and its timings."""
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
         timings = timestamps_of(spoken, len(spoken.audio.samples))
-        self._put(job.storage_key, encoded.data, job.format.content_type)
+        with as_storage_error():
+            self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         timestamps.save(self.store.redis, job.storage_key, timings, self.store.ttl_s)
         return AudioInfo(
             url=audio_url(job.id),

@@ -8,6 +8,8 @@ the budget the error goes to the runner, which retries the job up to MAX_ATTEMPT
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +25,18 @@ from tasks.errors import StorageError
 from tasks.storage import Storage
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def as_storage_error() -> Iterator[None]:
+    """Any failure of the storage calls inside as StorageError, which the runner retries:
+    a backend may raise its own types (botocore, OSError) past the ones it maps."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _log_retry(state: RetryCallState) -> None:
