@@ -1,8 +1,8 @@
 """An Opus job's stream as one Ogg Opus stream (RFC 3533 pages, RFC 7845 mapping), made
 by the API from the packets the workers publish (tasks.streams says why here).
 
-Pages are written by hand: the format is a 27-byte header, a segment table and a CRC,
-and the libraries that write them either bring a licence the API should not carry
+Pages are written by hand (tasks.ogg): the format is a 27-byte header, a segment table and
+a CRC, and the libraries that write them either bring a licence the API should not carry
 (mutagen: GPL) or need the codec's setup pushed through a muxer (PyAV) for what is a
 few lines. Each relayed entry becomes one page (or one per 40 packets, at most 240 of a
 page's 255 segments), so a listener gets audio as soon as the worker published it;
@@ -17,40 +17,14 @@ from __future__ import annotations
 
 import secrets
 import struct
-import zlib
 
+from tasks.ogg import page
 from tasks.streams import read_opus_records
 
 _VENDOR = b"ttsfleet"
 _BEGIN_OF_STREAM = 0x02
 # A page holds at most 255 segments; an Opus packet (at most 1,275 bytes) takes at most 6.
 _PACKETS_PER_PAGE = 40
-
-
-# Byte values with their bits in reverse order, for zlib below.
-_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
-
-
-def ogg_crc(data: bytes) -> int:
-    """Ogg's CRC-32 (polynomial 0x04C11DB7, bits not reflected, starting from 0), by zlib's
-    C code: zlib's CRC-32 is the same polynomial over bit-reversed bytes, from 0xFFFFFFFF,
-    with its result inverted, and a CRC is affine in its input, so XORing out the CRC of
-    as many zero bytes leaves the plain one, whose bits are then put back in order. A
-    Python loop over the bytes would hold the event loop for seconds on a long book."""
-    reflected = zlib.crc32(data.translate(_REVERSED)) ^ zlib.crc32(bytes(len(data)))
-    return int(f"{reflected:032b}"[::-1], 2)
-
-
-def page(serial: int, sequence: int, granule: int, packets: list[bytes], flags: int = 0) -> bytes:
-    """One page holding whole packets (each packet's lacing: 255s, then the rest)."""
-    lacing = bytearray()
-    for packet in packets:
-        lacing += b"\xff" * (len(packet) // 255) + bytes([len(packet) % 255])
-    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, serial, sequence, 0,
-                         len(lacing))  # fmt: skip
-    data = bytearray(header + lacing + b"".join(packets))
-    struct.pack_into("<I", data, 22, ogg_crc(bytes(data)))
-    return bytes(data)
 
 
 class OggOpusWriter:

@@ -2,7 +2,8 @@
 
 libsndfile (soundfile) writes every format it can: WAV, FLAC, Ogg Vorbis, MP3, Ogg Opus,
 raw PCM and the G.711 WAV subtypes. It has no AAC encoder, so AAC goes through PyAV (the
-`av` wheel bundles ffmpeg's own encoder) into ADTS frames.
+`av` wheel bundles ffmpeg's own encoder) into ADTS frames. Its Ogg files get a serial number
+of their own content (tasks.ogg), so the same samples always make the same bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import soundfile
 import soxr
 
 from tasks.jobs import AudioFormat
+from tasks.ogg import stamp_serial
 from worker.engines import Audio
 from worker.loudness import normalize
 
@@ -36,6 +38,8 @@ _FORMATS: dict[AudioFormat, tuple[str, str]] = {
     AudioFormat.MULAW: ("WAV", "ULAW"),
     AudioFormat.ALAW: ("WAV", "ALAW"),
 }
+# Those in Ogg, whose serial number tasks.ogg makes of their content.
+_OGG = {fmt for fmt, (kind, _) in _FORMATS.items() if kind == "OGG"}
 AAC_BIT_RATE = 64000
 # ffmpeg's AAC encoder primes each stream with one frame that ADTS has no field to signal:
 # decoders play these samples as silence before the speech.
@@ -102,6 +106,8 @@ def _encode_soundfile(samples: npt.NDArray[np.float32], fmt: AudioFormat, rate: 
     # Raw PCM has no header to say its byte order: little-endian, as the API documents.
     endian = "LITTLE" if container == "RAW" else "FILE"
     soundfile.write(buffer, samples, rate, format=container, subtype=subtype, endian=endian)
+    if fmt in _OGG:
+        stamp_serial(buffer)
     return buffer.getvalue()
 
 
@@ -160,6 +166,7 @@ class AudioWriter:
         self.sample_rate = fmt.fixed_rate or rate
         self.frames = 0
         self._resample = StreamResampler(source_rate, self.sample_rate)
+        self._sink = sink
         self._file: soundfile.SoundFile | None = None
         self._aac: tuple[av.container.OutputContainer, av.AudioStream] | None = None
         if fmt is AudioFormat.AAC:
@@ -179,6 +186,21 @@ class AudioWriter:
 
     def close(self) -> float:
         """Flush and finish the file; its duration in seconds."""
+        self._finish()
+        if self.format in _OGG:
+            stamp_serial(self._sink)
+        return round(self.frames / self.sample_rate, 3)
+
+    def abandon(self) -> None:
+        """Close the encoder of a file that will not be used (a join that failed), while
+        its sink is still open: left to the garbage collector, it would write to a closed
+        file."""
+        try:
+            self._finish()
+        except Exception as exc:  # the file is thrown away; the join's own error counts
+            log.debug("an abandoned audio file did not close: %s", exc)
+
+    def _finish(self) -> None:
         self._put(self._resample(np.zeros(0, dtype=np.float32), last=True))
         if self._file is not None:
             self._file.close()
@@ -187,16 +209,6 @@ class AudioWriter:
             for packet in stream.encode(None):
                 container.mux(packet)
             container.close()
-        return round(self.frames / self.sample_rate, 3)
-
-    def abandon(self) -> None:
-        """Close the encoder of a file that will not be used (a join that failed), while
-        its sink is still open: left to the garbage collector, it would write to a closed
-        file."""
-        try:
-            self.close()
-        except Exception as exc:  # the file is thrown away; the join's own error counts
-            log.debug("an abandoned audio file did not close: %s", exc)
 
     def _put(self, samples: npt.NDArray[np.float32]) -> None:
         if not len(samples):

@@ -7,10 +7,12 @@ import io
 import struct
 
 import numpy as np
+import pytest
 import soundfile
 
-from api.ogg import OggOpusWriter, ogg_crc, page
+from api.ogg import OggOpusWriter
 from tasks.jobs import AudioFormat
+from tasks.ogg import ogg_crc, page, stamp_serial
 from tasks.streams import opus_records, read_opus_records
 from tests.helpers import audio_probe
 from worker.stream import StreamEncoder
@@ -49,6 +51,50 @@ def test_a_page_laces_packets_of_255_bytes_and_more() -> None:
     assert one[26] == 2 + 1 + 3 and list(one[27:33]) == [255, 0, 10, 255, 255, 90]
     assert one[33:] == b"".join(packets)
     assert struct.unpack_from("<qII", one, 6) == (960, 7, 3)
+
+
+def test_a_stamped_file_has_one_serial_of_its_content_and_valid_pages() -> None:
+    """libsndfile's random serial becomes one made of the pages: every page carries it,
+    every CRC is right again, and the audio decodes as before."""
+    original = io.BytesIO()
+    soundfile.write(original, tone(2.0, 48000), 48000, format="OGG", subtype="OPUS")
+    stamped = io.BytesIO(original.getvalue())
+    serial = stamp_serial(stamped)
+    written = pages_of(stamped.getvalue())
+    assert len(written) == len(pages_of(original.getvalue())) >= 3
+    for one in written:
+        assert struct.unpack_from("<I", one, 14)[0] == serial
+        assert ogg_crc(one[:22] + bytes(4) + one[26:]) == struct.unpack_from("<I", one, 22)[0]
+    before, _ = soundfile.read(io.BytesIO(original.getvalue()), dtype="float32")
+    after, _ = soundfile.read(io.BytesIO(stamped.getvalue()), dtype="float32")
+    assert np.array_equal(before, after)
+    assert stamp_serial(stamped) == serial  # stamping again changes nothing
+
+
+def test_two_encodes_of_the_same_audio_stamp_the_same_bytes_and_others_differ() -> None:
+    def stamped(samples: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, samples, 48000, format="OGG", subtype="VORBIS")
+        stamp_serial(buffer)
+        return buffer.getvalue()
+
+    assert stamped(tone(1.0, 48000)) == stamped(tone(1.0, 48000))
+    other = stamped(tone(1.0, 48000) * 0.5)
+    assert other[14:18] != stamped(tone(1.0, 48000))[14:18]
+
+
+def test_stamping_refuses_what_is_not_one_ogg_stream() -> None:
+    chained = io.BytesIO()
+    for seconds in (0.5, 0.7):  # two files end to end: two logical streams
+        one = io.BytesIO()
+        soundfile.write(one, tone(seconds, 48000), 48000, format="OGG", subtype="OPUS")
+        chained.write(one.getvalue())
+    with pytest.raises(ValueError, match="2 logical streams"):
+        stamp_serial(chained)
+    wav = io.BytesIO()
+    soundfile.write(wav, tone(0.5, 48000), 48000, format="WAV")
+    with pytest.raises(ValueError, match="no Ogg page at byte 0"):
+        stamp_serial(wav)
 
 
 def test_records_frame_packets_and_read_back() -> None:
