@@ -133,6 +133,7 @@ class Books:
             self.runner.stream_entries,
             self.runner.stream_ttl_s,
             header=unit.index == 0,
+            followed=unit.index < (book.units or 0) - 1,
         )
         rejected = None
         try:

@@ -3,10 +3,11 @@ stretch to the job's Redis stream (tasks.streams) as soon as it is final.
 
 WAV goes out with an open length (0xFFFFFFFF in the RIFF and data sizes, as streaming
 servers do); MP3 frames come from one libsndfile encoder fed stretch by stretch, so there
-is no gap at a seam within a job (each unit of a book, tasks.units, has an encoder of its
-own, so there is the encoder's delay between units); pcm is the WAV body without its
-header. Opus goes out as libopus packets from one encoder per job (or unit), which the API
-puts in Ogg pages as it relays them (api.ogg). Resampling to the job's rate is one soxr
+is no gap at a seam within a job; pcm is the WAV body without its header. Opus goes out as
+libopus packets from one encoder per job, which the API puts in Ogg pages as it relays
+them (api.ogg). Each unit of a book (tasks.units) has an encoder of its own: at the seams
+between them, the encoders' delay and padding are taken out of the units' own silence
+(Mp3Frames, OpusPackets). Resampling to the job's rate is one soxr
 stream for the same reason. Other formats stream as WAV. A job with
 `loudness_lufs` is normalized stretch by stretch here (the stored file uses the whole
 job's measure).
@@ -61,26 +62,22 @@ class StreamEncoder:
         sample_rate: int,
         loudness_lufs: float | None = None,
         header: bool = True,
+        followed: bool = False,
     ) -> None:
         self.format = streams.stream_format(fmt)
         self.sample_rate = fmt.fixed_rate or sample_rate
         self.loudness_lufs = loudness_lufs
         self._gain = 1.0
         self._resampler: Any = None
-        self._buffer = io.BytesIO()
-        self._sent = 0
-        self._mp3: soundfile.SoundFile | None = None
+        self._mp3: Mp3Frames | None = None
         self._opus: OpusPackets | None = None
         self._header = b""
         if self.format is AudioFormat.OPUS:
-            self._opus = OpusPackets(self.sample_rate)
+            self._opus = OpusPackets(self.sample_rate, follows=not header, followed=followed)
             if header:
                 self._header = streams.opus_records([(0, self._opus.head)])
         elif self.format is AudioFormat.MP3:
-            self._mp3 = soundfile.SoundFile(
-                self._buffer, "w", samplerate=self.sample_rate, channels=1,
-                format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
-            )  # fmt: skip
+            self._mp3 = Mp3Frames(self.sample_rate, follows=not header, followed=followed)
         elif self.format is AudioFormat.WAV and header:
             # A later unit of a long job (tasks.units) continues its first unit's stream.
             self._header = wav_header(self.sample_rate)
@@ -99,15 +96,9 @@ class StreamEncoder:
         header, self._header = self._header, b""
         if self._opus is not None:
             return header + streams.opus_records(self._opus.encode(samples, last))
-        if self._mp3 is None:
-            return header + pcm16(samples)
-        if len(samples):
-            self._mp3.write(np.clip(samples, -1.0, 1.0))
-        if last:
-            self._mp3.close()
-        data = self._buffer.getvalue()
-        out, self._sent = data[self._sent :], len(data)
-        return _info_frame(out) if out and len(data) == len(out) else out
+        if self._mp3 is not None:
+            return self._mp3.encode(samples, last)
+        return header + pcm16(samples)
 
     def _normalize(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """This stretch at the job's loudness; one too short to measure (a seam's last
@@ -126,14 +117,34 @@ class StreamEncoder:
         return out
 
 
+# What counts as silence at a seam: under -50 dBFS.
+QUIET = 10 ** (-50 / 20)
+
+
+def _quiet(samples: npt.NDArray[np.float32], end: bool) -> int:
+    """How many samples at the end (or start) of `samples` are quiet."""
+    loud = np.flatnonzero(np.abs(samples) >= QUIET)
+    if not len(loud):
+        return len(samples)
+    return len(samples) - 1 - int(loud[-1]) if end else int(loud[0])
+
+
 class OpusPackets:
     """libopus (through PyAV, which also cuts the samples into its 20 ms frames) fed
     stretch by stretch: the packets, each with the samples it decodes to, for the reader to
-    put in Ogg pages (tasks.streams says why it, not the worker)."""
+    put in Ogg pages (tasks.streams says why it, not the worker).
+
+    A book's units each have an encoder, and their packets make one Ogg stream, whose
+    decoder skips the encoder's look-ahead (the OpusHead's pre-skip) only at its start.
+    So an encoder that `follows` another leaves out its unit's first pre-skip samples, if
+    quiet: its packets then decode to the unit's audio on time. One that is `followed` by
+    another, if its last part-frame and look-ahead are quiet, leaves out the part-frame and
+    is not flushed: the padding and the flushed look-ahead that would play as a gap at the
+    seam are left out, with the under 27 ms of trailing silence they hold."""
 
     BIT_RATE = 32000
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, follows: bool = False, followed: bool = False) -> None:
         self.sample_rate = sample_rate
         codec = av.CodecContext.create("libopus", "w")
         codec.sample_rate = sample_rate
@@ -143,22 +154,109 @@ class OpusPackets:
         codec.open()
         if codec.extradata is None:
             raise RuntimeError("libopus gave no OpusHead")
-        # libopus's OpusHead: its pre-skip is the encoder's look-ahead.
+        # libopus's OpusHead: its pre-skip (48 kHz samples) is the encoder's look-ahead.
         self.head = bytes(codec.extradata)
         self._codec: Any = codec
+        self._look_ahead = struct.unpack_from("<H", self.head, 10)[0] * sample_rate // 48000
+        self._skip = self._look_ahead if follows else 0
+        self._followed = followed
+        self._held = np.zeros(0, dtype=np.float32)
+        self._fed = 0
 
     def encode(self, samples: npt.NDArray[np.float32], last: bool) -> list[tuple[int, bytes]]:
+        samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+        if self._skip and len(samples):
+            cut = min(self._skip, _quiet(samples, end=False))
+            samples, self._skip = samples[cut:], 0 if cut < len(samples) else self._skip - cut
+        flush = last
+        if self._followed:  # the tail is held until it is known to be the end
+            samples = np.concatenate([self._held, samples])
+            frame = self._codec.frame_size
+            if last:
+                part = (self._fed + len(samples)) % frame
+                if _quiet(samples, end=True) >= part + self._look_ahead:
+                    samples, flush = samples[: len(samples) - part], False
+            else:
+                keep = min(len(samples), frame + self._look_ahead)
+                samples, self._held = samples[: len(samples) - keep], samples[len(samples) - keep :]
         packets: list[Any] = []
         if len(samples):
-            pcm = np.clip(samples, -1.0, 1.0).astype(np.float32)[np.newaxis, :]
-            frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(samples[np.newaxis, :], format="flt", layout="mono")
             frame.sample_rate = self.sample_rate
             packets += self._codec.encode(frame)
-        if last:
+            self._fed += len(samples)
+        if flush:
             packets += self._codec.encode(None)
         # Granules count at 48 kHz whatever the rate (RFC 7845); Opus jobs are 48 kHz.
         samples_48k = self._codec.frame_size * 48000 // self.sample_rate
         return [(samples_48k, bytes(packet)) for packet in packets]
+
+
+class Mp3Frames:
+    """LAME (through libsndfile) fed stretch by stretch: its frames as they come, one
+    encoder per job (no gap at a seam within it).
+
+    A book's units each have an encoder, and their frames make one stream, whose decoder
+    plays each encoder's start as it comes: LAME's placeholder frame for the tag it writes
+    on close (a frame of silence there), then its delay (`DELAY` samples before the audio).
+    An encoder that `follows` another sends no placeholder. One that is `followed` by
+    another leaves out up to `DELAY` samples and a part-frame of its trailing silence, so
+    that the next unit's delay takes the place of the first and its last frame needs the
+    least padding (LAME pads `frame - 1 - length % frame + 48` samples: 48 when the length
+    is one short of whole frames). Only quiet samples are left out: a unit whose speech
+    runs to its end keeps it, with the gap."""
+
+    # LAME's encoder delay (576 samples) and the MP3 decoder's (529), at any rate.
+    DELAY = 1105
+
+    def __init__(self, sample_rate: int, follows: bool = False, followed: bool = False) -> None:
+        self._buffer = io.BytesIO()
+        self._file = soundfile.SoundFile(
+            self._buffer, "w", samplerate=sample_rate, channels=1,
+            format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
+        )  # fmt: skip
+        self._frame = 1152 if sample_rate >= 32000 else 576  # MPEG-1, or MPEG-2 and 2.5
+        self._follows = follows
+        self._followed = followed
+        self._held = np.zeros(0, dtype=np.float32)
+        self._fed = 0
+        self._sent = 0
+
+    def encode(self, samples: npt.NDArray[np.float32], last: bool) -> bytes:
+        samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+        if self._followed:  # the tail is held until it is known to be the end
+            samples = np.concatenate([self._held, samples])
+            if last:
+                samples = samples[: len(samples) - self._cut(samples)]
+            else:
+                keep = min(len(samples), self.DELAY + self._frame)
+                samples, self._held = samples[: len(samples) - keep], samples[len(samples) - keep :]
+        if len(samples):
+            self._file.write(samples)
+            self._fed += len(samples)
+        if last:
+            self._file.close()
+        data = self._buffer.getvalue()
+        if self._sent == 0 and self._follows:
+            # The placeholder is a header and zeros up to the next frame's sync.
+            start = data.find(b"\xff", 4) if len(data) > 4 else -1
+            if start < 0:
+                return b""
+            self._sent = start
+        out, first = data[self._sent :], self._sent == 0
+        self._sent = len(data)
+        return _info_frame(out) if out and first else out
+
+    def _cut(self, tail: npt.NDArray[np.float32]) -> int:
+        """How many of the last samples to leave out: `DELAY` and enough to end one short
+        of whole frames, or as many frames fewer as the quiet end of `tail` allows."""
+        length = self._fed + len(tail)
+        want = self.DELAY + (length - self.DELAY - (self._frame - 1)) % self._frame
+        quiet = _quiet(tail, end=True)
+        if quiet >= want:
+            return want
+        fewer = want - self._frame * -(-(want - quiet) // self._frame)
+        return max(0, fewer)
 
 
 def _info_frame(data: bytes) -> bytes:
@@ -180,13 +278,23 @@ class StreamPublisher:
     """XADDs one job's entries: trimmed to `max_entries`, expiring `ttl_s` after the last."""
 
     def __init__(
-        self, client: redis.Redis, job: Job, max_entries: int, ttl_s: int, header: bool = True
+        self,
+        client: redis.Redis,
+        job: Job,
+        max_entries: int,
+        ttl_s: int,
+        header: bool = True,
+        followed: bool = False,
     ) -> None:
         self._redis = client
         self._key = streams.stream_key(job.id)
         self._max_entries = max_entries
         self._ttl_s = ttl_s
-        self._encoder = StreamEncoder(job.format, job.sample_rate, job.loudness_lufs, header)
+        # `header`: the stream starts here (a job, a book's first unit); `followed`: a
+        # later unit of the book continues it (StreamEncoder).
+        self._encoder = StreamEncoder(
+            job.format, job.sample_rate, job.loudness_lufs, header, followed
+        )
         self._index = 0
         self._rate = 0
 

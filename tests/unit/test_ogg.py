@@ -106,7 +106,9 @@ def stream(units: int, seconds: float, rate: int) -> bytes:
     """`units` encoders (the first with the OpusHead) fed stretches, relayed in order."""
     writer, data = OggOpusWriter(), b""
     for unit in range(units):
-        encoder = StreamEncoder(AudioFormat.OPUS, 48000, header=unit == 0)
+        encoder = StreamEncoder(
+            AudioFormat.OPUS, 48000, header=unit == 0, followed=unit < units - 1
+        )
         for _ in range(4):
             data += writer.feed(encoder.encode(tone(seconds / 4, rate), rate))
         data += writer.feed(encoder.encode(np.zeros(0, np.float32), rate, last=True))
@@ -125,7 +127,9 @@ def test_an_opus_job_streams_as_one_ogg_opus_stream() -> None:
 
 def test_a_books_units_continue_one_ogg_stream() -> None:
     """Three units' packets in one logical stream: one serial, pages numbered on, granules
-    rising; each later unit's encoder adds its own look-ahead and padding at its seam."""
+    rising. These units sound to their very ends, so nothing of them is left out at a
+    seam, and each later unit's encoder adds its own look-ahead and padding there (the
+    seams of units that end and start quiet: tests/unit/test_stream_encoder.py)."""
     data = stream(units=3, seconds=1.0, rate=16000)
     pages = pages_of(data)
     assert len({struct.unpack_from("<I", p, 14)[0] for p in pages}) == 1

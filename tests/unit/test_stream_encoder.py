@@ -1,4 +1,5 @@
-"""Stream containers: bytes sent stretch by stretch decode as one file."""
+"""Stream containers: bytes sent stretch by stretch decode as one file; a book's units,
+each with an encoder of its own, decode as one stream without gaps of the encoders' own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from api.ogg import OggOpusWriter
 from tasks.jobs import AudioFormat
+from tests.helpers import audio_probe
 from worker.stream import StreamEncoder
 
 
@@ -69,3 +72,76 @@ def test_loudness_is_met_stretch_by_stretch() -> None:
         quiet = level * tone(1.0, 16000) / 0.3
         out = np.frombuffer(encoder.encode(quiet.astype(np.float32), 16000), dtype="<i2")
         assert integrated_lufs(out / 32767.0, 16000) == pytest.approx(-20.0, abs=0.5)
+
+
+def spans(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of each sound in `samples`, told apart by 20 ms of quiet."""
+    ms = rate // 1000
+    loud = np.abs(samples[: len(samples) // ms * ms].reshape(-1, ms)).max(axis=1)
+    on = np.flatnonzero(loud > 0.1 * loud.max())
+    cuts = np.flatnonzero(np.diff(on) > 20)
+    starts, ends = np.r_[on[0], on[cuts + 1]], np.r_[on[cuts], on[-1]] + 1
+    return [(float(a) / 1000, float(b) / 1000) for a, b in zip(starts, ends, strict=True)]
+
+
+def book_stream(fmt: AudioFormat, rate: int, units: list[np.ndarray]) -> np.ndarray:
+    """The units encoded as a book's are, each by an encoder of its own fed three
+    stretches, relayed as the API does, and decoded by ffmpeg."""
+    writer, data = OggOpusWriter(), b""
+    for index, samples in enumerate(units):
+        encoder = StreamEncoder(fmt, rate, header=index == 0, followed=index < len(units) - 1)
+        pieces = [encoder.encode(s, rate) for s in np.array_split(samples.astype(np.float32), 3)]
+        pieces.append(encoder.encode(np.zeros(0, np.float32), rate, last=True))
+        data += b"".join(writer.feed(p) if fmt is AudioFormat.OPUS else p for p in pieces)
+    return audio_probe.decode(data).astype(np.float32) / 32768
+
+
+SPEECH_S, LEAD_S = 0.4, 0.04
+
+
+def unit(rate: int, tail_s: float) -> np.ndarray:
+    t = np.arange(int(SPEECH_S * rate)) / rate
+    speech = 0.5 * np.sin(2 * np.pi * 300 * t)
+    return np.concatenate([np.zeros(int(LEAD_S * rate)), speech, np.zeros(int(tail_s * rate))])
+
+
+# What a seam may leave out of the units' own silence: Opus, a frame and its look-ahead;
+# MP3, a frame (the decoders' delays are taken out whole).
+SEAMS = [
+    (AudioFormat.OPUS, 48000, 0.027),
+    (AudioFormat.MP3, 16000, 0.036),
+    (AudioFormat.MP3, 22050, 0.027),
+    (AudioFormat.MP3, 44100, 0.027),
+]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="decodes with ffmpeg")
+@pytest.mark.parametrize(("fmt", "rate", "frame_s"), SEAMS)
+def test_a_books_stream_has_no_gap_of_its_own_at_unit_seams(
+    fmt: AudioFormat, rate: int, frame_s: float
+) -> None:
+    """Between two units' speech the stream holds their own silence, less at most a frame
+    of it, never more (3 ms of padding at most): no encoder delay, placeholder frame or
+    padding is played; and all of each unit's speech is there."""
+    tails = [0.15 + 0.0073 * k for k in range(4)]  # no unit a whole number of frames
+    found = spans(book_stream(fmt, rate, [unit(rate, tail) for tail in tails]), rate)
+    assert len(found) == len(tails)
+    for index, (start, end) in enumerate(found):
+        assert end - start == pytest.approx(SPEECH_S, abs=0.003)
+        if index:
+            own = tails[index - 1] + LEAD_S
+            gap = start - found[index - 1][1]
+            assert own - frame_s <= gap <= own + 0.003, (index, gap, own)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="decodes with ffmpeg")
+@pytest.mark.parametrize("fmt", [AudioFormat.MP3, AudioFormat.OPUS])
+def test_speech_at_a_units_very_end_or_start_is_kept_at_the_seam(fmt: AudioFormat) -> None:
+    """Only quiet samples are left out at a seam: a unit that speaks to its last sample,
+    and one that speaks from its first, keep all of it (and the gap, a few frames)."""
+    rate = 48000
+    to_the_end, from_the_start = unit(rate, 0.0), unit(rate, 0.1)[int(LEAD_S * rate) :]
+    found = spans(book_stream(fmt, rate, [to_the_end, from_the_start, unit(rate, 0.1)]), rate)
+    assert len(found) == 3
+    for start, end in found:
+        assert end - start == pytest.approx(SPEECH_S, abs=0.003)
