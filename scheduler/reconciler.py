@@ -7,9 +7,10 @@ seconds: each worker process keeps a short-TTL lease per job whose message it ho
 the jobs it has sent (`inflight`, per model). A job that is neither terminal, nor leased,
 nor in its model's queue lists, nor waiting out a retry countdown on a worker (an unacked
 message with a future `eta`: Celery keeps those in its timer, not among the requests a
-worker leases) is a suspect; still one after `job_lease_s` (longer than
-any gap between a worker popping a message and leasing it), its stale `unacked` entries are
-deleted and a fresh message is sent. Never two live runs: a claim refuses a job whose lease
+worker leases) is a suspect, unless it is a book that follows an identical one still being
+made (worker.cache); still one after `job_lease_s` (longer than any gap between a worker
+popping a message and leasing it), its stale `unacked` entries are deleted and a fresh
+message is sent. Never two live runs: a claim refuses a job whose lease
 names another live run (tasks.store), and the store's transitions make the effect exactly once.
 """
 
@@ -115,6 +116,7 @@ class Reconciler:
                 self._suspects.pop(job_id, None)
             else:
                 orphans.append(job_id)
+        orphans = self._not_following(orphans)
         if done:
             self._redis.zrem(inflight, *done)
             for job_id in done:
@@ -141,6 +143,29 @@ class Reconciler:
         if resent:
             log.warning("reconciler: sent %d orphaned %s jobs again", resent, model)
         return resent
+
+    def _not_following(self, orphans: list[str]) -> list[str]:
+        """The orphans less the books that follow an identical book still being made
+        (worker.cache.ResultCache.lead): those have no message on purpose until it ends."""
+        if not orphans:
+            return orphans
+        found = cast(
+            list[str | None], self._redis.mget([keys.book_follows_key(job) for job in orphans])
+        )
+        following = {job: leader for job, leader in zip(orphans, found, strict=True) if leader}
+        if not following:
+            return orphans
+        pipe = self._redis.pipeline(transaction=False)
+        for leader in following.values():
+            pipe.hget(keys.job_key(leader), "status")
+        statuses = pipe.execute()
+        waiting = {
+            job for job, status in zip(following, statuses, strict=True)
+            if status in ("running", "queued")
+        }  # fmt: skip
+        for job_id in waiting:
+            self._suspects.pop(job_id, None)
+        return [job_id for job_id in orphans if job_id not in waiting]
 
     def _queued_ids(self, model: str) -> set[str]:
         pipe = self._redis.pipeline(transaction=False)

@@ -30,6 +30,16 @@ CACHE = PREFIX + ":cache:{digest}"
 # concurrent identical requests on different workers are synthesized once.
 CACHE_LEASE = PREFIX + ":cache-lease:{digest}"
 
+# String per distinct long request (a book, tasks.units): the id of the book that fanned out
+# to make it, valid while that book is running or queued. An identical book that comes
+# meanwhile follows it (worker.cache.ResultCache.lead) instead of fanning out again.
+BOOK_LEADER = PREFIX + ":book-leader:{digest}"
+
+# String per book that follows another (BOOK_LEADER): the leader's id. The reconciler
+# leaves such a book alone while its leader runs, and sends it again once the leader ended:
+# it then copies the leader's cached audio, or is made itself.
+BOOK_FOLLOWS = PREFIX + ":book-follows:{job_id}"
+
 # Sorted set, the callbacks outbox: members are event ids, the score is when the event is
 # next due (epoch seconds). Written in the same Lua script as a job's terminal status, so no
 # terminal event is lost or doubled; retries wait here, not as Celery ETA tasks (DESIGN §5).
@@ -176,6 +186,14 @@ def cache_key(digest: str) -> str:
 
 def cache_lease_key(digest: str) -> str:
     return CACHE_LEASE.format(digest=digest)
+
+
+def book_leader_key(digest: str) -> str:
+    return BOOK_LEADER.format(digest=digest)
+
+
+def book_follows_key(job_id: str) -> str:
+    return BOOK_FOLLOWS.format(job_id=job_id)
 
 
 def callback_event_key(event_id: str) -> str:

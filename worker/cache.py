@@ -9,6 +9,8 @@ between them. The cache holds where the audio already is (its first job's object
 description; a hit copies that object under the new job's own deterministic key. A lease
 (SET NX with a TTL) makes concurrent identical requests on different workers synthesize
 once: the others wait for the entry, and synthesize themselves only if the leaseholder dies.
+A book (tasks.units) is made by many workers over minutes, so an identical book does not
+wait on a worker: it follows the one being made (`lead`) and is sent again once that ended.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from tasks.jobs import AudioInfo, Job
 
 # worker/lua/cache_forget.lua: drop an entry only if it still points at the object.
 _FORGET = scripts.load("worker", "cache_forget")
+# worker/lua/book_lead.lua: a book leads its request, or follows the book that does.
+_LEAD = scripts.load("worker", "book_lead")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ResultCache:
         self._ttl_s = ttl_s
         self._lease_ms = int(lease_s * 1000)
         self._forget = client.register_script(_FORGET)
+        self._lead = client.register_script(_LEAD)
 
     def lookup(self, digest: str) -> CachedAudio | None:
         raw = cast(dict[str, str], self._redis.hgetall(keys.cache_key(digest)))
@@ -78,6 +83,18 @@ class ResultCache:
         return bool(
             self._redis.set(keys.cache_lease_key(digest), holder, nx=True, px=self._lease_ms)
         )
+
+    def lead(self, digest: str, book_id: str, ttl_s: int) -> str | None:
+        """None if this book is to be made (it leads its request now); else the id of the
+        identical book being made, which this one now follows (tasks.keys.BOOK_FOLLOWS)."""
+        leader = self._lead(
+            keys=[
+                keys.book_leader_key(digest), keys.job_key(book_id),
+                keys.job_lease_key(book_id), keys.book_follows_key(book_id),
+            ],
+            args=[book_id, ttl_s * 1000, keys.job_key("")],
+        )  # fmt: skip
+        return None if leader is None else str(leader)
 
     def release(self, digest: str, holder: str) -> None:
         key = keys.cache_lease_key(digest)

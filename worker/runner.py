@@ -127,8 +127,12 @@ class JobRunner:
             return outcome
         cached = None
         if len(job.text) > self.max_text_chars:
-            # A book identical to one made before is that one's audio; else it fans out.
+            # A book identical to one made before is that one's audio; one identical to a
+            # book being made waits for it; else it fans out.
             cached = self._cached(job)
+            if cached is None and (leader := self._leader(job)) is not None:
+                log.info("book %s follows identical book %s", job_id, leader)
+                return Outcome(status=None, voice=job.voice)
             if cached is None and self.books.fan_out(job):
                 return Outcome(status=None, voice=job.voice)
         try:
@@ -181,10 +185,21 @@ class JobRunner:
             log.warning("job %s: result cache not read (%s); made anew", job.id, exc)
             return None
 
+    def _leader(self, job: Job) -> str | None:
+        """The identical book being made, which `job` now follows (the reconciler sends it
+        again once that one ended); None: `job` is made (also when the cache fails)."""
+        if self.cache is None:
+            return None
+        digest = request_digest(job, self.model_version, self.cache.sharing)
+        try:
+            return self.cache.lead(digest, job.id, self.store.ttl_s)
+        except Exception as exc:
+            log.warning("book %s: identical books not looked for (%s); made", job.id, exc)
+            return None
+
     def _remember_book(self, book_id: str) -> None:
-        """A book just joined goes in the result cache as a job's audio does (without the
-        lease that makes concurrent identical jobs synthesize once: a book's units run on
-        many workers, and its identical twin fans out alongside)."""
+        """A book just joined goes in the result cache as a job's audio does: its followers
+        (`_leader`), sent again, copy it from there."""
         if self.cache is None:
             return
         try:

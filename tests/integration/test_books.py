@@ -4,7 +4,9 @@ in-process engines, the units run in any order as any worker would take them."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,64 @@ def test_an_identical_book_is_the_first_ones_audio_from_the_result_cache(
     assert redis_client.exists(keys.timestamps_key(twin.storage_key))
 
 
+def test_an_identical_book_submitted_meanwhile_follows_the_first_and_copies_its_audio(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis, settings: Settings
+) -> None:
+    """The twin of a book being made neither fans out nor holds a worker: it follows, the
+    reconciler leaves it alone while the first is made and sends it again once that ended,
+    and it is then the first one's audio: one book's pieces synthesized for both."""
+    cache = ResultCache(store.redis, ttl_s=3600)
+    engine = TextEngine()
+    run = runner(store, storage, engine, cache=cache)
+    first = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    twin = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    for job in (first, twin):
+        store.create(job)
+        assert run.run(job.id).status is None
+        redis_client.zadd(keys.inflight_key(job.model), {job.id: 1})  # as dispatched
+    waiting = store.get(twin.id)
+    assert waiting is not None and waiting.status is JobStatus.RUNNING and waiting.units is None
+    assert waiting.attempts == 0  # it ran nothing: its claim's attempt is given back
+    assert redis_client.get(keys.book_follows_key(twin.id)) == first.id
+    assert not redis_client.exists(keys.job_lease_key(twin.id))
+    reconciler = Reconciler(redis_client, create_celery(settings), [twin.model], lease_s=0)
+    assert reconciler.pass_once() == 0  # the first is being made: the twin waits
+    assert redis_client.zscore(keys.inflight_key(twin.model), twin.id) is not None
+    for index in range(store.get(first.id).units):  # type: ignore[union-attr]
+        run.run(units.unit_id(first.id, index))
+    made = len(engine.texts)
+    assert made == len(split_text(BOOK))
+    assert reconciler.pass_once() == 1  # the first ended: the twin is sent again
+    assert run.run(twin.id).status is JobStatus.SUCCEEDED
+    done, original = store.get(twin.id), store.get(first.id)
+    assert done is not None and original is not None and done.units is None
+    assert done.audio is not None and original.audio is not None
+    assert (done.audio.sha256, done.attempts) == (original.audio.sha256, 1)
+    assert len(engine.texts) == made
+
+
+def test_the_follower_of_a_book_that_ended_without_audio_is_made_itself(
+    store: JobStore, storage: FileStorage, redis_client: redis.Redis, settings: Settings
+) -> None:
+    cache = ResultCache(store.redis, ttl_s=3600)
+    run = runner(store, storage, TextEngine(), cache=cache)
+    first = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    twin = make_job(text=BOOK, voice="tone", sample_rate=16000)
+    for job in (first, twin):
+        store.create(job)
+        assert run.run(job.id).status is None
+    redis_client.zadd(keys.inflight_key(twin.model), {twin.id: 1})
+    store.cancel(first.id)
+    reconciler = Reconciler(redis_client, create_celery(settings), [twin.model], lease_s=0)
+    assert reconciler.pass_once() == 1
+    assert run.run(twin.id).status is None  # it leads now: fanned out
+    made = store.get(twin.id)
+    assert made is not None and made.units is not None and made.units > 1
+    assert made.attempts == 1
+    assert not redis_client.exists(keys.book_follows_key(twin.id))
+    assert redis_client.get(keys.book_leader_key(request_digest(twin, ""))) == twin.id
+
+
 def test_a_cached_book_that_cannot_be_copied_is_made_anew(
     store: JobStore, storage: FileStorage
 ) -> None:
@@ -275,12 +335,16 @@ def test_a_stream_of_a_book_continues_its_first_units_container(
 # The same behaviours through the real processes: API with its dispatcher, a worker.
 
 
-@pytest.fixture
-def book_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:
+@contextmanager
+def fleet_of_books(
+    redis_server: RedisServer, tmp_path: Path, **overrides: object
+) -> Iterator[tuple[ApiServer, Path]]:
+    """The API, its dispatcher and a worker of two processes on the tone engine, which
+    logs each text it synthesizes to the returned file."""
     log = tmp_path / "synthesized.log"
     settings = fleet_settings(
-        redis_server, tmp_path, db=8, result_cache=False, rate_limit_per_s=0,
-        max_text_chars=LIMIT, unit_chars=UNIT,
+        redis_server, tmp_path, db=8, rate_limit_per_s=0, max_text_chars=LIMIT,
+        unit_chars=UNIT, **{"result_cache": False, **overrides},
         models={"m": ModelSpec(engine="tests.engines:TextToneEngine",
                                options={"seconds": 0.05, "log": str(log)},
                                voices={"tone": VoiceSpec(language="en", sample_rate=16000)})},
@@ -288,6 +352,40 @@ def book_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[ApiS
     redis.Redis.from_url(settings.redis_url).flushdb()
     with serving(settings, tmp_path / "worker.log", concurrency=2) as (api, _):
         yield api, log
+
+
+@pytest.fixture
+def book_fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:
+    with fleet_of_books(redis_server, tmp_path) as fleet:
+        yield fleet
+
+
+def test_two_identical_books_submitted_together_are_made_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Through the real processes: one book fans out, its twin follows it, and the
+    reconciler sends the twin again once the first is joined; both end with one audio."""
+    with (
+        fleet_of_books(
+            redis_server, tmp_path, result_cache=True, job_lease_s=2, reconcile_interval_s=0.5
+        ) as (api, log),
+        api.client() as http,
+    ):
+        book = {"text": BOOK, "voice": "tone"}
+        response = http.post("/v1/jobs/batch", json={"jobs": [book, book]})
+        assert response.status_code == 202, response.text
+        ids = [job["id"] for job in response.json()["jobs"]]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            jobs = [http.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+            if all(job["status"] == "succeeded" for job in jobs):
+                break
+            assert all(job["status"] in ("queued", "running", "succeeded") for job in jobs), jobs
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"books not done: {jobs}")
+    assert jobs[0]["audio"]["sha256"] == jobs[1]["audio"]["sha256"]
+    assert len(log.read_text().splitlines()) == len(split_text(BOOK))  # one book's pieces
 
 
 def test_a_book_streams_while_made_and_ends_as_its_pieces_joined(
