@@ -126,7 +126,10 @@ class CallbackDelivery:
     def body(self, event: Event, job: Job) -> bytes:
         # A progress event is about now: the job has no finished_at yet.
         timestamp = job.finished_at or utc_now()
-        payload = {"type": event.type, "timestamp": timestamp, "data": job.public()}
+        data = job.public()
+        if event.progress:  # the progress the event was queued for, as its id says
+            data["progress"] = json.loads(event.progress)
+        payload = {"type": event.type, "timestamp": timestamp, "data": data}
         return json.dumps(payload, separators=(",", ":")).encode()
 
     def _post(self, destination: Destination, event: Event, job: Job) -> Attempt:

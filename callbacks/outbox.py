@@ -27,14 +27,16 @@ _SETTLE = scripts.load("callbacks", "outbox_settle")
 
 @dataclass(frozen=True)
 class Event:
-    """One claimed attempt of a terminal event."""
+    """One claimed attempt of an event: a job's end, or its `job.progress`."""
 
     id: str  # the webhook-id
     job_id: str
-    type: str  # job.succeeded | job.failed | job.canceled
+    type: str  # job.succeeded | job.failed | job.canceled | job.progress
     first_ts: float  # when the first attempt was claimed: the schedule counts from here
     attempts: int  # attempts settled before this one
     lease: str
+    # A job.progress event's progress JSON as it was queued ('' for other events).
+    progress: str = ""
 
 
 class Outbox:
@@ -54,7 +56,10 @@ class Outbox:
             keys=[keys.CALLBACK_OUTBOX],
             args=[repr(now), repr(now + self.lease_s), limit, token, keys.callback_event_key("")],
         )
-        return [Event(str(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), token) for r in rows]
+        return [
+            Event(str(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), token, str(r[5]))
+            for r in rows
+        ]
 
     def settle(
         self,

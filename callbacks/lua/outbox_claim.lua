@@ -10,8 +10,8 @@ for _, id in ipairs(ids) do
     redis.call('ZADD', KEYS[1], ARGV[2], id)
     redis.call('HSET', ek, 'lease', ARGV[4])
     redis.call('HSETNX', ek, 'first_ts', ARGV[1])
-    local f = redis.call('HMGET', ek, 'job_id', 'type', 'first_ts', 'attempts')
-    table.insert(out, {id, f[1] or '', f[2] or '', f[3] or ARGV[1], f[4] or '0'})
+    local f = redis.call('HMGET', ek, 'job_id', 'type', 'first_ts', 'attempts', 'progress')
+    table.insert(out, {id, f[1] or '', f[2] or '', f[3] or ARGV[1], f[4] or '0', f[5] or ''})
   end
 end
 return out

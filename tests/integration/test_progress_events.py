@@ -76,8 +76,12 @@ def test_progress_events_are_signed_and_leave_the_terminal_state_alone(
     for got in receiver.received:
         verify_webhook(SECRET, got.headers, got.body)
         bodies[got.headers["webhook-id"]] = json.loads(got.body)
-    progress = [b for b in bodies.values() if b["type"] == "job.progress"]
-    assert progress and all(b["data"]["id"] == job_id and b["timestamp"] for b in progress)
+    progress = {i: b for i, b in bodies.items() if b["type"] == "job.progress"}
+    assert progress and all(b["data"]["id"] == job_id and b["timestamp"] for b in progress.values())
+    # Each tells the progress it was queued for, which its id counts, not the job's by then.
+    for event_id, body in progress.items():
+        assert body["data"]["progress"]["pieces_done"] == int(event_id.rsplit("_", 1)[1])
+        assert body["data"]["status"] == "succeeded"  # the job is as it is when sent
     # The job's callback record shows its terminal event, never a progress event's attempt.
     final = callback_of(store, job_id)
     assert final.state in ("delivered", "pending") and final.attempts <= 2
