@@ -201,7 +201,7 @@ class Books:
             spool.seek(0)
             with as_storage_error():
                 self.storage.put_file(book.storage_key, spool, book.format.content_type)
-        timings = timestamps_of(joining.spoken, joining.length)
+        timings = timestamps_of(joining.spoken, joining.length, duration_s)
         timestamps.save(self.store.redis, book.storage_key, timings, self.store.ttl_s)
         return AudioInfo(
             url=audio_url(book.id), format=book.format, sample_rate=rate,

@@ -137,12 +137,15 @@ def synthesize_in_order(
     return Spoken(audio=audio, texts=texts, pieces=spoken, starts=joiner.starts)
 
 
-def timestamps(spoken: Spoken, total_samples: int) -> Timestamps:
+def timestamps(spoken: Spoken, total_samples: int, duration_s: float | None = None) -> Timestamps:
     """Word items when every piece came with word timings, else one item per sentence the
     engine reported, else per piece; shifted to where each piece starts, never
-    overlapping the one before (a seam's crossfade is shared by both sides)."""
+    overlapping the one before (a seam's crossfade is shared by both sides), and within
+    `duration_s`, the stored file's (resampled, rounded) duration, where given."""
     rate = spoken.pieces[0].sample_rate
     duration = total_samples / rate
+    if duration_s is not None:
+        duration = min(duration, duration_s)
     words = all(piece.words is not None for piece in spoken.pieces)
     items: list[TimedText] = []
     ends = [*spoken.starts[1:], total_samples]

@@ -267,7 +267,7 @@ class JobRunner:
     def _store_spoken(self, job: Job, spoken: Spoken) -> AudioInfo:
         """Encode the job's audio, store it and its timings."""
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
-        timings = timestamps_of(spoken, len(spoken.audio.samples))
+        timings = timestamps_of(spoken, len(spoken.audio.samples), encoded.duration_s)
         with as_storage_error():
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         timestamps.save(self.store.redis, job.storage_key, timings, self.store.ttl_s)

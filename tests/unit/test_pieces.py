@@ -107,3 +107,16 @@ def test_word_items_are_shifted_to_their_piece_and_never_overlap() -> None:
     check_items([(i.start_s, i.end_s) for i in found.items], len(spoken.audio.samples) / RATE)
     # The second piece starts 1 s minus one 10 ms crossfade in.
     assert found.items[2].start_s == pytest.approx(0.99 + 0.1, abs=1e-3)
+
+
+def test_items_end_within_the_stored_files_duration() -> None:
+    """The stored file is resampled and its duration rounded to the millisecond: the last
+    item ends within that, never past the end of the audio a client downloads."""
+    spoken = synthesize_in_order(
+        Recorder(), [SynthesisRequest(t, "v") for t in ["One.", "Two two."]], 4
+    )
+    native = len(spoken.audio.samples) / RATE
+    stored = round(native, 3) - 0.001  # e.g. 1.0565 at 48 kHz where it was 1.0567 here
+    found = timestamps(spoken, len(spoken.audio.samples), stored)
+    assert found.items[-1].end_s == stored
+    check_items([(i.start_s, i.end_s) for i in found.items], stored)
