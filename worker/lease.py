@@ -43,6 +43,18 @@ _RENEW = scripts.load("worker", "lease_renew")
 _RELEASE = scripts.load("worker", "lease_release")
 
 
+class LeaseLost(Exception):
+    """Another run took this job over (its lease names that run, after this one's lapsed):
+    this run's audio is dropped before it is stored, so the object under the job's key is
+    the one whose sha256 the job records (that run's)."""
+
+
+def lost_to(held: str | None, name: str) -> bool:
+    """Whether the lease `held` names a run other than `name` (a bare worker mark, or no
+    lease at all, names none: a lapsed renewal is no takeover)."""
+    return bool(name and held and "/" in held and held != name)
+
+
 class Runs:
     """The runs of this process: each run's lease name, the jobs running here now, and whether
     an earlier run of the same worker, named by a lease, is over."""

@@ -26,7 +26,7 @@ from worker.audio import encode
 from worker.books import Books
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
-from worker.lease import Runs
+from worker.lease import LeaseLost, Runs, lost_to
 from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
@@ -136,7 +136,10 @@ class JobRunner:
             if cached is None and self.books.fan_out(job):
                 return Outcome(status=None, voice=job.voice)
         try:
-            audio = cached or self._produce(job)
+            audio = cached or self._produce(job, name)
+        except LeaseLost:
+            log.warning("job %s: taken over by another run; this run's audio dropped", job_id)
+            return Outcome(status=None, voice=job.voice)
         except PermanentError as exc:
             self.store.fail(job_id, ErrorInfo(code=exc.code, message=exc.message))
             return Outcome(status=JobStatus.FAILED, voice=job.voice, code=exc.code)
@@ -210,16 +213,16 @@ class JobRunner:
         except Exception as exc:  # the book succeeded either way; it is just not cached
             log.warning("book %s: not cached: %s", book_id, exc)
 
-    def _produce(self, job: Job) -> AudioInfo:
+    def _produce(self, job: Job, name: str) -> AudioInfo:
         if self.cache is None:
-            return self._synthesize(job)
+            return self._synthesize(job, name)
         digest = request_digest(job, self.model_version, self.cache.sharing)
         hit = self.cache.lookup(digest)
         if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
             return reused
         if self.cache.lease(digest, job.id):
             try:
-                audio = self._synthesize(job)
+                audio = self._synthesize(job, name)
                 self.cache.store(digest, job.storage_key, audio)
                 return audio
             finally:
@@ -227,7 +230,7 @@ class JobRunner:
         hit = self.cache.wait(digest, timeout_s=120.0)
         if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
             return reused
-        return self._synthesize(job)
+        return self._synthesize(job, name)
 
     def _reuse(self, job: Job, digest: str, hit: CachedAudio) -> AudioInfo | None:
         """The cached object under this job's own key, or None if it is gone."""
@@ -241,7 +244,7 @@ class JobRunner:
             return None  # the timings expired: synthesize again rather than have none
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 
-    def _synthesize(self, job: Job) -> AudioInfo:
+    def _synthesize(self, job: Job, name: str) -> AudioInfo:
         pieces = split_text(job.text, self.piece_chars)
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
         stream = StreamPublisher(self.store.redis, job, self.stream_entries, self.stream_ttl_s)
@@ -262,12 +265,16 @@ class JobRunner:
             self.synthesizer, requests, self.largest_group, stream.samples, progress
         )
         stream.close()
-        return self._store_spoken(job, spoken)
+        return self._store_spoken(job, spoken, name)
 
-    def _store_spoken(self, job: Job, spoken: Spoken) -> AudioInfo:
-        """Encode the job's audio, store it and its timings."""
+    def _store_spoken(self, job: Job, spoken: Spoken, name: str) -> AudioInfo:
+        """Encode the job's audio, store it and its timings, unless another run took the
+        job over meanwhile (a run stalled past its lease): synthesis differs run to run,
+        and the stored object must be the one its run records."""
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
         timings = timestamps_of(spoken, len(spoken.audio.samples), encoded.duration_s)
+        if lost_to(self.store.lease_holder(job.id), name):
+            raise LeaseLost(job.id)
         with as_storage_error():
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)
         timestamps.save(self.store.redis, job.storage_key, timings, self.store.ttl_s)

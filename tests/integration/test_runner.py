@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from tasks.store import JobStore
 from tests.engines import CancelingEngine, CrashingEngine, HalfSecondEngine, RejectingEngine
 from tests.helpers.jobs import make_job
 from worker.batcher import DirectSynthesizer
+from worker.engines import Audio, SynthesisRequest
+from worker.lease import Runs
 from worker.runner import JobRunner
 
 
@@ -133,3 +136,43 @@ def test_a_delivery_past_the_limit_ends_failed_worker_lost(
     engine = HalfSecondEngine()
     outcome = JobRunner(store, storage, DirectSynthesizer(engine), 2).run(job.id)
     assert (outcome.status, outcome.code, engine.calls) == (JobStatus.FAILED, "worker_lost", 0)
+
+
+class TakenOverEngine(HalfSecondEngine):
+    """While it 'synthesizes', the job's lease comes to name `lease` (or lapses: None), as
+    when this run stalls past its lease and the reconciler's redelivery starts another."""
+
+    def __init__(self, store: JobStore, job_id: str, lease: str | None) -> None:
+        super().__init__()
+        self.store, self.job_id, self.lease = store, job_id, lease
+
+    def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
+        key = keys.job_lease_key(self.job_id)
+        if self.lease is None:
+            self.store.redis.delete(key)
+        else:
+            self.store.redis.set(key, self.lease)
+        return super().synthesize(batch)
+
+
+@pytest.mark.parametrize(
+    ("lease", "stored"),
+    [("other-host:1:ab/77", False), (None, True), ("other-host:1:ab", True)],
+    ids=["another-run", "lapsed", "bare-mark"],
+)
+def test_a_run_taken_over_stores_nothing_and_leaves_the_job_to_the_new_run(
+    store: JobStore, storage: FileStorage, lease: str | None, stored: bool
+) -> None:
+    """A run whose lease names another run by the time its audio is made drops it: the
+    job's object is then only ever the new run's, whose sha256 it records. A lapsed lease
+    or a worker's bare mark is no takeover."""
+    job = make_job()
+    store.create(job)
+    runs = Runs(worker="this-host:1:cd", alive=lambda pid: True)
+    engine = TakenOverEngine(store, job.id, lease)
+    runner = JobRunner(store, storage, DirectSynthesizer(engine), 3, runs=runs, lease_ms=10_000)
+    outcome = runner.run(job.id)
+    final = store.get(job.id)
+    assert final is not None and (storage.local_path(job.storage_key) is not None) == stored
+    assert final.status is (JobStatus.SUCCEEDED if stored else JobStatus.RUNNING)
+    assert outcome.status is (JobStatus.SUCCEEDED if stored else None)
