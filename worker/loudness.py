@@ -15,6 +15,7 @@ its filters (read from its Meter) with their state carried from block to block.
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 
@@ -60,6 +61,14 @@ def integrated_lufs(samples: Samples, rate: int) -> float:
     return float(pyloudnorm.Meter(rate).integrated_loudness(samples.astype(np.float64)))
 
 
+def _group_peaks(up: Samples) -> Samples:
+    """The peak of each group of OVERSAMPLE values (one original sample's): the elementwise
+    maxima of strided views, the same values as a max along a reshaped axis of 4, which
+    numpy reduces several times slower (a third of a leveled book's join)."""
+    views = (up[i::OVERSAMPLE] for i in range(OVERSAMPLE))
+    return np.asarray(functools.reduce(np.maximum, views), dtype=np.float64)
+
+
 def limit(samples: Samples, rate: int, ceiling_dbtp: float) -> Samples:
     """`samples` with every true peak brought to `ceiling_dbtp` or below, smoothly."""
     ceiling = _db_to_gain(ceiling_dbtp)
@@ -67,8 +76,7 @@ def limit(samples: Samples, rate: int, ceiling_dbtp: float) -> Samples:
     n = len(samples)
     # The gain each original sample needs: the least of its oversampled neighbours'.
     up = np.pad(up, (0, max(0, n * OVERSAMPLE - len(up))))[: n * OVERSAMPLE]
-    peaks = up.reshape(n, OVERSAMPLE).max(axis=1)
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
+    needed = np.minimum(1.0, ceiling / np.maximum(_group_peaks(up), 1e-12))
     if needed.min() >= 1.0:
         return samples
     width = max(1, int(_LOOKAHEAD_S * rate))
@@ -247,7 +255,7 @@ class Limiter:
         if last:  # as `limit`: a group of 4 for every sample, zeros past the stream's end
             up = np.pad(up, (0, max(0, due - len(up))))
         whole = min(len(up), due) // OVERSAMPLE
-        peaks = up[: whole * OVERSAMPLE].reshape(whole, OVERSAMPLE).max(axis=1)
+        peaks = _group_peaks(up[: whole * OVERSAMPLE])
         self._up_rest = up[whole * OVERSAMPLE :]
         self._peaks += whole
         needed = np.minimum(1.0, self._ceiling / np.maximum(peaks, 1e-12))
