@@ -163,6 +163,7 @@ def create_app(
             schema["components"]["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"}
             }
+            docs.drop_fastapi_422s(schema)
             for path, ops in schema["paths"].items():
                 if path.startswith("/v1/"):
                     for op in ops.values():

@@ -8,7 +8,9 @@ factory, so the app keeps its own construction. There is no `/redoc`.
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -32,3 +34,23 @@ def install(app: FastAPI) -> None:
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
         )
+
+
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def drop_fastapi_422s(schema: dict[str, Any]) -> None:
+    """Take out the 422 FastAPI lists on every route with a parameter: its body shape
+    (`{"detail": [...]}`) is one the API never answers (api.errors renders every failure),
+    and a route that can answer 422 lists it itself (api.errors.responses)."""
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            answer = op.get("responses", {}).get("422", {})
+            if answer.get("content", {}).get("application/json", {}).get("schema") == {
+                "$ref": _FASTAPI_422
+            }:
+                del op["responses"]["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    if _FASTAPI_422 not in json.dumps(schema):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)

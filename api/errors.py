@@ -154,10 +154,11 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 # What each kind of route may answer besides its success (api.jobs passes these as
 # `responses=`): every /v1 route needs a key and a reachable Redis.
 _V1 = (Unauthorized, Unavailable)
+# NotFound: an Idempotency-Key replay whose job expired before the key (api.submission).
 SUBMIT_RESPONSES = responses(
-    *_V1, InvalidJson, IdempotencyInFlight, PayloadTooLarge, UnsupportedMediaType, InvalidRequest,
-    UnknownVoice, CallbackUrlForbidden, CallbackSecretMissing, IdempotencyKeyReused,
-    QuotaExceeded, RateLimited,
+    *_V1, InvalidJson, NotFound, IdempotencyInFlight, PayloadTooLarge, UnsupportedMediaType,
+    InvalidRequest, UnknownVoice, CallbackUrlForbidden, CallbackSecretMissing,
+    IdempotencyKeyReused, QuotaExceeded, RateLimited,
 )  # fmt: skip
 READ_RESPONSES = responses(*_V1, NotFound, RateLimited)
 LIST_RESPONSES = responses(*_V1, InvalidRequest, RateLimited)

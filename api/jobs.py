@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from api.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from api.reads import JobReads
 from api.submission import Submission
 from api.views import encode
-from api.waiters import JobWaiters, prefer_wait
+from api.waiters import WAIT_MAX_S, JobWaiters, prefer_wait
 from tasks.errors import CallbackForbidden
 from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc_now
 from tasks.settings import Settings
@@ -40,7 +40,8 @@ def _job_request_schema() -> dict[str, Any]:
     return schema
 
 
-# The submit routes read this header themselves (see create_job); OpenAPI still shows it.
+# The submit routes read their headers themselves (see create_job), so FastAPI does not
+# list them: OpenAPI gets them from here, each once.
 IDEMPOTENCY_KEY_PARAMETER = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -48,12 +49,20 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "the same key and body within 24 hours: the same job(s), answered 200",
 }
+PREFER_PARAMETER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "`wait=N` (RFC 7240): answer when the job ends (200) or after N seconds "
+    f"(202), N above {WAIT_MAX_S} counting as {WAIT_MAX_S}; with `Preference-Applied`",
+}
 
 
 def job_body_openapi() -> dict[str, Any]:
     """The request body as OpenAPI sees it (the body is parsed by hand, see api.body)."""
     return {
-        "parameters": [IDEMPOTENCY_KEY_PARAMETER],
+        "parameters": [IDEMPOTENCY_KEY_PARAMETER, PREFER_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
@@ -139,13 +148,28 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 _REPLAY: dict[int | str, dict[str, Any]] = {
     200: {"description": "an Idempotency-Key replay: the job(s) as they are now"}
 }
+_SUBMIT_HEADERS = {
+    "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
+    "Preference-Applied": {
+        "description": f"`wait=N` when `Prefer` asked for a wait (N at most {WAIT_MAX_S})",
+        "schema": {"type": "string"},
+    },
+}
 
 
 @router.post(
     "/jobs",
     status_code=202,
     openapi_extra=job_body_openapi(),
-    responses={**_REPLAY, **errors.SUBMIT_RESPONSES},
+    responses={
+        200: {
+            "description": "the job ended within `Prefer: wait=N`, or an Idempotency-Key "
+            "replay: the job as it is now",
+            "headers": _SUBMIT_HEADERS,
+        },
+        202: {"description": "the job, queued", "headers": _SUBMIT_HEADERS},
+        **errors.SUBMIT_RESPONSES,
+    },
 )
 async def create_job(request: Request) -> Response:
     """Submit one job: 202 with the job and its `Location` (200 when an Idempotency-Key
@@ -191,12 +215,10 @@ async def create_job(request: Request) -> Response:
     openapi_extra=batch_body_openapi(),
     responses={**_REPLAY, **errors.SUBMIT_RESPONSES},
 )
-async def create_jobs(
-    request: Request,
-    tenant: TenantDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Response:
+async def create_jobs(request: Request, tenant: TenantDep) -> Response:
     """Submit up to 1000 jobs, all or none: 202 with `{"jobs": [...]}` in request order."""
+    # Read by hand, as in create_job: a Header parameter would list it a second time.
+    idempotency_key = request.headers.get("idempotency-key")
     settings, _ = _state(request)
     body = await read_json(request, limit=BATCH_BODY_LIMIT)
     items = body.get("jobs") if isinstance(body, dict) else None

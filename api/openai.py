@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from api import errors
 from api.auth import authenticate
 from api.body import StrictJsonRoute, read_json
-from api.jobs import build_job
+from api.jobs import IDEMPOTENCY_KEY_PARAMETER, build_job
 from api.metrics import JOBS_SUBMITTED
 from api.reads import JobReads
 from api.streams import NoAudioYet, open_stream
@@ -393,9 +393,12 @@ def _speech_openapi() -> dict[str, Any]:
     described = {
         400: "a bad request (param names the field); stream_format sse is "
         "unsupported_stream_format",
-        409: "job_canceled",
+        404: "not_found: the job an Idempotency-Key names has expired",
+        409: "job_canceled, or idempotency_in_flight with Retry-After",
         413: "payload_too_large",
         415: "unsupported_media_type",
+        422: "idempotency_key_reused (the key came with another body), or validation_error "
+        "(an Idempotency-Key of more than 255 characters)",
         429: "rate_limited or quota_exceeded, with Retry-After",
         500: "the job failed: code is its error code",
         504: "speech_timeout: the job goes on; fetch it at Location",
@@ -410,6 +413,7 @@ def _speech_openapi() -> dict[str, Any]:
         **error_responses(described),
     }
     return {
+        "parameters": [IDEMPOTENCY_KEY_PARAMETER],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": responses,
     }
