@@ -37,18 +37,22 @@ WAITING = Gauge(
 )
 
 # RFC 7240: `Prefer: respond-async, wait=10`; preferences are comma-separated, parameters
-# after ';'. `wait` takes delta-seconds, optionally quoted.
-_WAIT = re.compile(r'^\s*wait\s*=\s*"?(\d{1,9})"?\s*$', re.IGNORECASE)
+# after ';'. `wait` takes delta-seconds, optionally quoted, of any length.
+_WAIT = re.compile(r'^\s*wait\s*=\s*"?(\d+)"?\s*$', re.IGNORECASE)
 
 
 def prefer_wait(headers: list[str]) -> int | None:
-    """Seconds the `Prefer` headers ask to wait (at most WAIT_MAX_S); None if they do not,
-    or say it malformed (RFC 7240: a preference not understood is ignored)."""
+    """Seconds the `Prefer` headers ask to wait (any number past WAIT_MAX_S counts as it);
+    None if they do not, or say it malformed (RFC 7240: a preference not understood is
+    ignored)."""
     for header in headers:
         for preference in header.split(","):
             match = _WAIT.match(preference.split(";")[0])
             if match:
-                return min(int(match.group(1)), WAIT_MAX_S)
+                # More than two digits is past WAIT_MAX_S: `int()` never sees a long one
+                # (past 4,300 digits it raises).
+                digits = match.group(1).lstrip("0") or "0"
+                return WAIT_MAX_S if len(digits) > 2 else min(int(digits), WAIT_MAX_S)
     return None
 
 

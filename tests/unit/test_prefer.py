@@ -18,6 +18,13 @@ from api.waiters import WAIT_MAX_S, prefer_wait
         (["wait=0"], 0),
         (["wait=61"], WAIT_MAX_S),
         (["wait=999999999"], WAIT_MAX_S),
+        (["wait=99999999999999999999999"], WAIT_MAX_S),
+        (["wait=" + "9" * 5000], WAIT_MAX_S),  # past int()'s 4,300 digits
+        (['wait="1000000000000"'], WAIT_MAX_S),
+        (["wait=007"], 7),
+        (["wait=" + "0" * 30 + "5"], 5),
+        (["wait=-99999999999999999999"], None),
+        (["wait=1e30"], None),
         (["return=minimal", "wait=2"], 2),
         (["wait=4;foo=bar"], 4),
         (["wait=soon"], None),
