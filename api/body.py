@@ -27,7 +27,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, shown
 
 # One job's body: a book of `max_document_chars` fits (tasks.units).
 JOB_BODY_LIMIT = 4 * 1024 * 1024
@@ -50,7 +50,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _Refused(f"duplicate key {key[:64]!r}")
+                raise _Refused(f"duplicate key {shown(key)}")
             seen.add(key)
     return obj
 

@@ -26,7 +26,7 @@ class Canceler:
             raw = cast(dict[str, str], await self._redis.hgetall(keys.job_key(job_id)))
             view = public_view(raw, tenant)
         if view is None:
-            raise errors.NotFound(f"no job {job_id!r}")
+            raise errors.JobNotFound(job_id)
         return view
 
     async def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:

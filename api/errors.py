@@ -42,8 +42,25 @@ class Unauthorized(ApiError):
         super().__init__(message, {"WWW-Authenticate": "Bearer"})
 
 
+# How much of a client's value (an id, a voice name, a path) an error message shows: a
+# 5,000-character id is not sent back whole.
+SHOWN_CHARS = 64
+
+
+def shown(value: str) -> str:
+    """`value` quoted for a message, its first SHOWN_CHARS characters and "..." if longer."""
+    return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + "..."
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
+
+
+class JobNotFound(NotFound):
+    """No such job for this tenant (another tenant's job does not exist either)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {shown(job_id)}")
 
 
 class JobNotFinished(ApiError):

@@ -24,7 +24,7 @@ from tasks.jobs import CallbackInfo, Job, JobRequest, JobStatus, new_job_id, utc
 from tasks.settings import Settings
 from tasks.ssrf import CallbackGuard
 from tasks.storage import Storage
-from tasks.store import MAX_JOB_ID_CHARS, JobStore
+from tasks.store import JobStore
 from tasks.tenants import Tenant
 
 router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
@@ -98,7 +98,9 @@ def build_job(settings: Settings, tenant: Tenant, request: JobRequest) -> Job:
     model = settings.model_for_voice(voice)
     if model is None:
         known = ", ".join(v for spec in settings.models.values() for v in spec.voices)
-        raise errors.UnknownVoice(f"no model serves voice {voice!r}; known voices: {known}")
+        raise errors.UnknownVoice(
+            f"no model serves voice {errors.shown(voice)}; known voices: {known}"
+        )
     if request.callback_url is not None and not tenant.webhook_secrets:
         raise errors.CallbackSecretMissing(
             f"tenant {tenant.id!r} has no webhook secret, and every callback is signed: "
@@ -202,8 +204,9 @@ async def create_job(request: Request) -> Response:
     wait_s = prefer_wait(request.headers.getlist("prefer"))
     if wait_s is not None:
         waiters: JobWaiters = request.app.state.waiters
+        reads: JobReads = request.app.state.reads
         job_id = job.id
-        job = await waiters.wait(job_id, wait_s, lambda: _read_owned(request, tenant, job_id))
+        job = await waiters.wait(job_id, wait_s, lambda: reads.owned(tenant.id, job_id))
         status = 200 if job.status.is_terminal() else 202
         headers["Preference-Applied"] = f"wait={wait_s}"
     return json_response(job.public(), status, headers=headers)
@@ -265,18 +268,6 @@ async def create_jobs(request: Request, tenant: TenantDep) -> Response:
     )
 
 
-async def _read_owned(request: Request, tenant: Tenant, job_id: str) -> Job:
-    """`_owned` on the event loop: a status poll is one script (the read rate limit and
-    the HGETALL, api.reads), awaited rather than handed to a worker thread."""
-    reads: JobReads = request.app.state.reads
-    job = None
-    if len(job_id) <= MAX_JOB_ID_CHARS:
-        job = await reads.get(tenant.id, job_id)
-    if job is None:
-        raise errors.NotFound(f"no job {job_id!r}")
-    return job
-
-
 @router.get("/jobs/{job_id}", responses=errors.READ_RESPONSES, response_model=None)
 async def get_job(request: Request, job_id: str) -> Response:
     """The job as it is now; another tenant's job is 404."""
@@ -285,11 +276,9 @@ async def get_job(request: Request, job_id: str) -> Response:
     # by a FastAPI dependency (as in create_job).
     tenant = await authenticate(request)
     reads: JobReads = request.app.state.reads
-    view = None
-    if len(job_id) <= MAX_JOB_ID_CHARS:
-        view = await reads.view(tenant.id, job_id)
+    view = await reads.view(tenant.id, job_id)
     if view is None:
-        raise errors.NotFound(f"no job {job_id!r}")
+        raise errors.JobNotFound(job_id)
     return json_response(view)
 
 
@@ -329,7 +318,8 @@ async def cancel_job(request: Request, job_id: str, tenant: TenantDep) -> Respon
 async def get_audio(request: Request, job_id: str, tenant: TenantDep) -> Response:
     """The audio itself (file storage) or a 307 to a presigned URL (S3)."""
     storage: Storage = request.app.state.storage
-    job = await _read_owned(request, tenant, job_id)
+    reads: JobReads = request.app.state.reads
+    job = await reads.owned(tenant.id, job_id)
     if job.status is not JobStatus.SUCCEEDED or job.audio is None:
         raise errors.JobNotFinished(
             f"the job is {job.status.value}; audio exists once it succeeded"

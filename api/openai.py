@@ -50,7 +50,6 @@ from tasks.jobs import (
 )
 from tasks.settings import Settings
 from tasks.storage import Storage
-from tasks.store import MAX_JOB_ID_CHARS
 from tasks.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -270,7 +269,9 @@ def speech_job_request(speech: SpeechRequest, settings: Settings, aliases: Alias
     model = aliases.models.get(speech.model, speech.model)
     if model not in settings.models:
         known = ", ".join([*aliases.models, *settings.models])
-        raise SpeechError("unknown_model", f"no model {speech.model!r}; known: {known}", "model")
+        raise SpeechError(
+            "unknown_model", f"no model {errors.shown(speech.model)}; known: {known}", "model"
+        )
     name = speech.voice if isinstance(speech.voice, str) else speech.voice.id
     voice = aliases.voices.get(name, name)
     voice_model = settings.model_for_voice(voice)
@@ -278,7 +279,9 @@ def speech_job_request(speech: SpeechRequest, settings: Settings, aliases: Alias
     if voice_model is None or (speech.model in settings.models and voice_model != model):
         known = ", ".join([*aliases.voices, *fleet_voices])
         raise SpeechError(
-            "unknown_voice", f"no voice {name!r} for {speech.model!r}; known: {known}", "voice"
+            "unknown_voice",
+            f"no voice {errors.shown(name)} for {errors.shown(speech.model)}; known: {known}",
+            "voice",
         )
     fmt = AudioFormat(speech.response_format)
     try:
@@ -304,15 +307,6 @@ def speech_job_request(speech: SpeechRequest, settings: Settings, aliases: Alias
 async def read_speech_body(request: Request) -> Any:
     """The request's JSON body; the one place this router parses a body (api.body)."""
     return await read_json(request)
-
-
-async def _read_job(request: Request, tenant: Tenant, job_id: str) -> Job:
-    """The tenant's job, read as a status poll is (api.reads: one script with the read limit)."""
-    reads: JobReads = request.app.state.reads
-    job = await reads.get(tenant.id, job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
-    if job is None:
-        raise errors.NotFound(f"no job {job_id!r}")
-    return job
 
 
 async def _audio(request: Request, job: Job) -> Response:
@@ -469,11 +463,12 @@ def router(settings: Settings) -> APIRouter:
             if streamed is not None:
                 return streamed
         waiters: JobWaiters = request.app.state.waiters
+        reads: JobReads = request.app.state.reads
         job_id = job.id
         job = await waiters.wait(
             job_id,
             max(0.0, deadline - time.monotonic()),
-            lambda: _read_job(request, tenant, job_id),
+            lambda: reads.owned(tenant.id, job_id),
         )
         if job.status is JobStatus.SUCCEEDED:
             return await _audio(request, job)
@@ -493,7 +488,7 @@ def router(settings: Settings) -> APIRouter:
     @api.get("/models/{model}", responses=error_responses({404: "no such model"}))
     async def get_model(model: str, tenant: TenantDep) -> dict[str, Any]:
         if model not in _model_ids():
-            raise errors.NotFound(f"no model {model!r}")
+            raise errors.NotFound(f"no model {errors.shown(model)}")
         return _model(model)
 
     @api.get("/audio/voices", responses=error_responses({}))
@@ -540,7 +535,7 @@ def router(settings: Settings) -> APIRouter:
                 f"{request.method} is not allowed here; use {method}",
                 headers={"Allow": method},
             )
-        return openai_error(404, "not_found", f"no route {request.url.path}")
+        return openai_error(404, "not_found", f"no route {errors.shown(request.url.path)}")
 
     def _model_ids() -> list[str]:
         return [*settings.models, *aliases.models]

@@ -16,11 +16,11 @@ from typing import Any
 
 import redis.asyncio
 
-from api.errors import RateLimited
+from api.errors import JobNotFound, RateLimited
 from api.views import VIEW_FIELDS, public_view
 from tasks import keys, scripts
 from tasks.jobs import Job, JobStatus, job_id_floor
-from tasks.store import FIELDS_BUT_TEXT, tenant_job
+from tasks.store import FIELDS_BUT_TEXT, MAX_JOB_ID_CHARS, tenant_job
 
 # api/lua/: the read rate limit (read_bucket.lua, on tasks/token_bucket.lua) and the read.
 _LIST_JOBS = scripts.load("api", "list_jobs")
@@ -57,7 +57,10 @@ class JobReads:
         )
 
     async def _fields(self, tenant: str, job_id: str, names: tuple[str, ...]) -> dict[str, str]:
-        """These fields of the job's record (those it has), after the read rate limit."""
+        """These fields of the job's record (those it has), after the read rate limit; none
+        for an id longer than any job's (never looked up)."""
+        if len(job_id) > MAX_JOB_ID_CHARS:
+            return {}
         reply = await self._read_view(
             keys=[keys.tenant_read_rate_key(tenant), keys.job_key(job_id)],
             args=[*self._limit_args(), *names],
@@ -74,6 +77,13 @@ class JobReads:
         not exist)."""
         raw = await self._fields(tenant, job_id, _JOB_FIELDS)
         return tenant_job({**raw, "text": '""'}, tenant) if raw else None
+
+    async def owned(self, tenant: str, job_id: str) -> Job:
+        """`get`, or 404 `not_found`: what a route that reads one job answers."""
+        job = await self.get(tenant, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     async def view(self, tenant: str, job_id: str) -> dict[str, Any] | None:
         """`get(...).public()` without building the Job (api.views): what a status poll

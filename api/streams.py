@@ -24,7 +24,7 @@ from api.ogg import OggOpusWriter
 from api.reads import JobReads
 from tasks import keys, streams, timestamps
 from tasks.jobs import AudioFormat, Job, JobStatus
-from tasks.store import MAX_JOB_ID_CHARS, TERMINAL
+from tasks.store import TERMINAL
 from tasks.tenants import Tenant
 from tasks.units import unit_id
 
@@ -42,10 +42,7 @@ FIRST_AUDIO_WAIT_S = 8.0
 async def _job(request: Request, tenant: Tenant, job_id: str) -> Job:
     """The tenant's job through the API's rate-limited read (api.reads), else 404."""
     reads: JobReads = request.app.state.reads
-    job = await reads.get(tenant.id, job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
-    if job is None:
-        raise errors.NotFound(f"no job {job_id!r}")
-    return job
+    return await reads.owned(tenant.id, job_id)
 
 
 @router.get(

@@ -263,3 +263,35 @@ def test_lone_surrogate_escapes_are_refused_before_anything_is_stored(
             assert response.status_code == 400, response.text
             assert response.json()["error"]["code"] == "invalid_json"
     assert_no_job_left(redis_client)
+
+
+LONG = "A" * 5000
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", f"/v1/jobs/{LONG}"), ("POST", f"/v1/jobs/{LONG}/cancel"),
+     ("GET", f"/v1/jobs/{LONG}/audio"), ("GET", f"/v1/jobs/{LONG}/audio/stream"),
+     ("GET", f"/v1/jobs/{LONG}/timestamps"), ("GET", f"/v1/models/{LONG}"),
+     ("GET", f"/v1/audio/{LONG}")],
+)  # fmt: skip
+def test_a_long_id_is_not_echoed_whole(api: ApiServer, method: str, path: str) -> None:
+    with api.client() as http:
+        response = http.request(method, path)
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "A" * 65 not in message and "A'..." in message, message
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/jobs", {"text": "hi", "voice": LONG}),
+     ("/v1/jobs/batch", {"jobs": [{"text": "hi", "voice": LONG}]}),
+     ("/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": LONG})],
+)  # fmt: skip
+def test_a_long_voice_is_not_echoed_whole(api: ApiServer, path: str, body: Any) -> None:
+    with api.client() as http:
+        response = http.post(path, json=body)
+    assert response.json()["error"]["code"] == "unknown_voice"
+    message = response.json()["error"]["message"]
+    assert "A" * 65 not in message and "A'..." in message, message
