@@ -1,5 +1,5 @@
-"""Reading a request body the way the contract wants: JSON only, size-capped, strict, never
-a 500.
+"""Reading a request body the way the contract wants: JSON only, uncompressed, size-capped,
+strict, never a 500.
 
 `parse_json` is the one strict JSON parser of the API (DESIGN §4, "strict parsing on every
 route"): nesting at most `MAX_DEPTH` levels, integers within ±2^53 (what every JSON reader
@@ -124,8 +124,25 @@ def _check_media_type(request: Request) -> None:
         raise UnsupportedMediaType("send the body as application/json")
 
 
+def _check_encoding(request: Request) -> None:
+    """415 for a body in a content coding (gzip, br, ...): it is not decoded here, and read
+    as it is it would be parsed as the wrong bytes; decoded, it could pass the body limits
+    many times over (a zip bomb). Only `identity` (no coding) is accepted (RFC 9110 15.5.16:
+    the answer says so in Accept-Encoding)."""
+    codings = ",".join(request.headers.getlist("content-encoding"))
+    refused = [c.strip() for c in codings.split(",") if c.strip().lower() not in ("", "identity")]
+    if refused:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {shown(', '.join(refused))} is not accepted: send the body "
+            "uncompressed (identity)",
+            {"Accept-Encoding": "identity"},
+        )
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body; 413 past `limit` bytes (by Content-Length, or reading no further)."""
+    """The raw body; 415 in a content coding, 413 past `limit` bytes (by Content-Length, or
+    reading no further)."""
+    _check_encoding(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
@@ -140,8 +157,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, limit: int = JOB_BODY_LIMIT) -> Any:
-    """The parsed body; 415 unless JSON, 413 past `limit` bytes (read no further), 400 if
-    it is not strict UTF-8 JSON (`parse_json`)."""
+    """The parsed body; 415 unless uncompressed JSON, 413 past `limit` bytes (read no
+    further), 400 if it is not strict UTF-8 JSON (`parse_json`)."""
     _check_media_type(request)
     return parse_json(await read_limited(request, limit))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -162,6 +163,20 @@ CASES: list[tuple[str, dict[str, str], bytes, int, str]] = [
     ),
     ("no content type", AUTH, body({"text": "hi"}), 415, "unsupported_media_type"),
     (
+        "gzip body",
+        {**AUTH, **JSON, "Content-Encoding": "gzip"},
+        gzip.compress(body({"text": "hi"})),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "gzip header on a plain body",
+        {**AUTH, **JSON, "Content-Encoding": "gzip"},
+        body({"text": "hi"}),
+        415,
+        "unsupported_media_type",
+    ),
+    (
         "form body",
         {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
         b"text=hi",
@@ -295,3 +310,26 @@ def test_a_long_voice_is_not_echoed_whole(api: ApiServer, path: str, body: Any) 
     assert response.json()["error"]["code"] == "unknown_voice"
     message = response.json()["error"]["message"]
     assert "A" * 65 not in message and "A'..." in message, message
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch", "/v1/audio/speech"])
+def test_a_compressed_body_is_refused_naming_its_coding(
+    api: ApiServer, redis_client: redis.Redis, path: str
+) -> None:
+    job = {"text": "hi"}
+    value = {"/v1/jobs": job, "/v1/jobs/batch": {"jobs": [job]}}.get(
+        path, {"model": "tts-1", "voice": "alloy", "input": "hi"}
+    )
+    headers = {**AUTH, **JSON, "Content-Encoding": "br, gzip"}
+    response = httpx.post(api.url + path, content=gzip.compress(body(value)), headers=headers)
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type" and "'br, gzip'" in error["message"]
+    assert response.headers["accept-encoding"] == "identity"
+    assert_no_job_left(redis_client)
+
+
+def test_identity_is_no_coding(api: ApiServer) -> None:
+    headers = {**AUTH, **JSON, "Content-Encoding": "identity"}
+    response = httpx.post(api.url + "/v1/jobs", content=body({"text": "hi"}), headers=headers)
+    assert response.status_code == 202, response.text

@@ -9,11 +9,13 @@ tenant (acme) with a webhook secret, one (globex) without.
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 import re
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -312,6 +314,25 @@ CASES += [
          content_type="application/xml"),
     Case("batch text/plain", 415, "unsupported_media_type", body=raw({"jobs": [job()]}),
          content_type="text/plain", path="/v1/jobs/batch"),
+    # Content codings: never decoded, never read as if plain.
+    Case("gzip", 415, "unsupported_media_type", body=gzip.compress(raw(job())),
+         headers={"Content-Encoding": "gzip"}),
+    Case("GZIP upper case", 415, "unsupported_media_type", body=gzip.compress(raw(job())),
+         headers={"Content-Encoding": "GZIP"}),
+    Case("gzip named on a plain body", 415, "unsupported_media_type", body=raw(job()),
+         headers={"Content-Encoding": "gzip"}),
+    Case("deflate", 415, "unsupported_media_type", body=zlib.compress(raw(job())),
+         headers={"Content-Encoding": "deflate"}),
+    Case("br", 415, "unsupported_media_type", body=raw(job()), headers={"Content-Encoding": "br"}),
+    Case("identity then gzip", 415, "unsupported_media_type", body=gzip.compress(raw(job())),
+         headers={"Content-Encoding": "identity, gzip"}),
+    Case("unknown coding", 415, "unsupported_media_type", body=raw(job()),
+         headers={"Content-Encoding": "x" * 5000}),
+    Case("batch gzip", 415, "unsupported_media_type", body=gzip.compress(raw({"jobs": [job()]})),
+         headers={"Content-Encoding": "gzip"}, path="/v1/jobs/batch"),
+    Case("speech gzip", 415, "unsupported_media_type",
+         body=gzip.compress(raw({"model": "tts-1", "voice": "alloy", "input": "Hi."})),
+         headers={"Content-Encoding": "gzip"}, path="/v1/audio/speech"),
     # Idempotency-Key.
     Case("idempotency key too long", 422, "validation_error", body=raw(job()),
          headers={"Idempotency-Key": "k" * 256}),

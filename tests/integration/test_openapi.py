@@ -96,6 +96,8 @@ def test_every_status_the_api_answers_is_listed_for_its_route(api: ApiServer) ->
             ("POST", "/v1/audio/speech", "/v1/audio/speech",
              {"json": {**SPEECH, "input": "Other."}, "headers": SPEECH_KEY}, 422),
             ("POST", "/v1/audio/speech", "/v1/audio/speech", {"json": {**SPEECH, "voice": 7}}, 400),
+            ("POST", "/v1/audio/speech", "/v1/audio/speech",
+             {"json": SPEECH, "headers": {"Content-Encoding": "gzip"}}, 415),
             ("GET", "/v1/models/{model}", f"/v1/models/{long_id}", {}, 404),
         ]  # fmt: skip
         for method, route, path, options, status in cases:
