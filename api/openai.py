@@ -25,7 +25,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -99,6 +108,18 @@ class VoiceRef(BaseModel):
     id: str
 
 
+def _voice(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One error for a voice that is neither form: pydantic's own names each member of the
+    union (`voice.str: Input should be a valid string`), which says nothing of the object."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "voice_type",
+            'Input should be a voice name (a string) or an object with its name in "id"',
+        ) from None
+
+
 class SpeechRequest(BaseModel):
     """OpenAI's speech request. Unknown fields are ignored, as are `instructions` (no engine
     here takes a style prompt); `stream_format` `audio` streams the audio as it is made,
@@ -109,7 +130,7 @@ class SpeechRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=256)
     input: str
-    voice: str | VoiceRef
+    voice: Annotated[str | VoiceRef, WrapValidator(_voice)]
     response_format: SpeechFormat = "mp3"
     # strict: a boolean is not a number (pydantic would take `true` as 1).
     speed: float = Field(default=1.0, ge=0.25, le=4.0, allow_inf_nan=False, strict=True)

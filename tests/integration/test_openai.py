@@ -144,6 +144,24 @@ def test_bad_requests_answer_400_in_openai_shape(
     assert set(error.response.json()["error"]) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.parametrize("voice", [{}, {"id": 5}, {"name": "alloy"}, 7, None, ["alloy"]])
+def test_a_voice_of_neither_form_is_told_what_a_voice_is(api: ApiServer, voice: object) -> None:
+    """No worker needed: the request is refused before it is a job."""
+    with api.client() as http:
+        response = http.post(
+            "/v1/audio/speech", json={"model": "tts-1", "input": SENTENCE, "voice": voice}
+        )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error == {
+        "message": "voice: Input should be a voice name (a string) or an object with its "
+        'name in "id"',
+        "type": "invalid_request_error",
+        "param": "voice",
+        "code": "validation_error",
+    }
+
+
 def test_a_job_that_ends_without_a_stream_answers_its_stored_file(
     fleet: ApiServer, sdk: SDK
 ) -> None:
