@@ -58,8 +58,14 @@ async def get_timestamps(
     job_id: str,
     tenant: TenantDep,
     format: Annotated[Literal["json", "vtt", "srt"], Query()] = "json",
+    granularity: Annotated[
+        timestamps.Granularity | None,
+        Query(description="left out: what the engine measured (word where it can)"),
+    ] = None,
 ) -> Response | dict[str, Any]:
-    """When each word (or sentence) is spoken: `{"granularity", "items"}`, or captions."""
+    """When each word (or sentence) is spoken: `{"granularity", "items"}`, or captions with
+    one cue per item. `granularity=sentence` joins a job's words into sentences; `word` is
+    422 for a job whose engine measured sentences only (words are never guessed)."""
     job = await _job(request, tenant, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise errors.JobNotFinished(
@@ -69,6 +75,13 @@ async def get_timestamps(
     found = timestamps.parse(await client.get(keys.timestamps_key(job.storage_key)))
     if found is None:
         raise errors.NotFound("this job's timestamps are gone (made before they were kept)")
+    if granularity is timestamps.Granularity.SENTENCE:
+        found = timestamps.by_sentence(found)
+    elif granularity is not None and found.granularity is not granularity:
+        raise errors.InvalidRequest(
+            "granularity: this job has no word timings (its engine measured sentences "
+            "only); ask granularity=sentence or leave it out"
+        )
     if format == "vtt":
         return PlainTextResponse(timestamps.to_vtt(found), media_type="text/vtt")
     if format == "srt":

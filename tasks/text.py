@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 # A sentence ends at . ! ? … (or their CJK forms) followed by space, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])\s+|\n\s*")
+SENTENCE_FINAL = ".!?\u2026\u3002\uff01\uff1f"
+_SENTENCE_END = re.compile(rf"(?<=[{SENTENCE_FINAL}])\s+|\n\s*")
 _CLAUSE_END = re.compile(r"(?<=[,;:\uff0c\uff1b\uff1a])\s+")
 
 PIECE_CHARS = 300

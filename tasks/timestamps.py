@@ -15,6 +15,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from tasks import keys
+from tasks.text import SENTENCE_FINAL
 
 
 class Granularity(StrEnum):
@@ -58,6 +59,23 @@ def parse(raw: str | bytes | None) -> Timestamps | None:
 
 def load(client: redis.Redis, storage_key: str) -> Timestamps | None:
     return parse(cast(str | None, client.get(keys.timestamps_key(storage_key))))
+
+
+def by_sentence(timestamps: Timestamps) -> Timestamps:
+    """Word items joined into sentences, each from its first word's start to its last
+    word's end; a sentence ends at a word ending in . ! ? … (tasks.text splits a text by
+    the same marks, but a line break is no longer seen here). Sentence items as they are."""
+    if timestamps.granularity is Granularity.SENTENCE:
+        return timestamps
+    sentences: list[TimedText] = []
+    words: list[TimedText] = []
+    for index, word in enumerate(timestamps.items):
+        words.append(word)
+        if word.text.endswith(tuple(SENTENCE_FINAL)) or index == len(timestamps.items) - 1:
+            text = " ".join(w.text for w in words)
+            sentences.append(TimedText(text=text, start_s=words[0].start_s, end_s=word.end_s))
+            words = []
+    return Timestamps(granularity=Granularity.SENTENCE, items=sentences)
 
 
 def _clock(seconds: float, decimal: str) -> str:

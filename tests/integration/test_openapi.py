@@ -88,6 +88,8 @@ def test_every_status_the_api_answers_is_listed_for_its_route(api: ApiServer) ->
             ("GET", "/v1/jobs/{job_id}/timestamps", f"/v1/jobs/{queued}/timestamps", {}, 409),
             ("GET", "/v1/jobs/{job_id}/timestamps", f"/v1/jobs/{queued}/timestamps",
              {"params": {"format": "ass"}}, 422),
+            ("GET", "/v1/jobs/{job_id}/timestamps", f"/v1/jobs/{queued}/timestamps",
+             {"params": {"granularity": "bogus"}}, 422),
             ("GET", "/v1/jobs/{job_id}/audio/stream", f"/v1/jobs/{queued}/audio/stream",
              {"params": {"wait_s": 0}}, 409),
             ("GET", "/v1/jobs/{job_id}/audio/stream", f"/v1/jobs/{queued}/audio/stream",

@@ -20,8 +20,11 @@ import soundfile
 import srt
 import webvtt
 
-from tasks import keys
+from tasks import keys, timestamps
+from tasks.jobs import JobStatus
 from tasks.settings import ModelSpec, Settings, VoiceSpec
+from tasks.store import JobStore
+from tasks.timestamps import Granularity, TimedText, Timestamps
 from tests.conftest import (
     API_KEYS,
     ApiServer,
@@ -31,6 +34,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.helpers import audio_probe
+from tests.helpers.jobs import AUDIO, make_job
 
 VOICE = "tone"
 # Eleven sentences, about 900 characters: four pieces of at most 300.
@@ -130,8 +134,77 @@ def test_timestamps_once_succeeded_as_json_vtt_and_srt(tone_fleet: Fleet) -> Non
 
     bad = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params={"format": "ass"})
     assert bad.status_code == 422
+    # The tone engine measures no words: asked for them, the API says so, never guesses.
+    asked = tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params={"granularity": "word"})
+    assert asked.status_code == 422 and "no word timings" in asked.json()["error"]["message"]
+    sentences = {"granularity": "sentence"}
+    assert tone_fleet.http.get(f"/v1/jobs/{job_id}/timestamps", params=sentences).json() == found
     with tone_fleet.api.client("globex") as other:
         assert other.get(f"/v1/jobs/{job_id}/timestamps").status_code == 404
+
+
+# What an engine that measures words (transformers) stores for a job.
+WORDS = Timestamps(
+    granularity=Granularity.WORD,
+    items=[TimedText(text=t, start_s=s, end_s=e) for t, s, e in [
+        ("Hello", 0.0, 0.4), ("there.", 0.45, 0.9), ("Bye", 1.0, 1.3), ("now!", 1.3, 1.8)]],
+)  # fmt: skip
+
+
+def succeeded_with(store: JobStore, timings: Timestamps) -> str:
+    """A succeeded job of acme's with these timings, as a worker records them."""
+    job = make_job(status=JobStatus.SUCCEEDED, audio=AUDIO)
+    store.create(job)
+    timestamps.save(store.redis, job.storage_key, timings, store.ttl_s)
+    return job.id
+
+
+def test_timestamps_in_the_granularity_asked_for(api: ApiServer, store: JobStore) -> None:
+    job_id = succeeded_with(store, WORDS)
+    words = [("Hello", 0.0, 0.4), ("there.", 0.45, 0.9), ("Bye", 1.0, 1.3), ("now!", 1.3, 1.8)]
+    with api.client() as http:
+
+        def items(**params: str) -> list[tuple[str, float, float]]:
+            found = http.get(f"/v1/jobs/{job_id}/timestamps", params=params).json()
+            return [(i["text"], i["start_s"], i["end_s"]) for i in found["items"]]
+
+        assert items() == items(granularity="word") == words
+        assert items(granularity="sentence") == [("Hello there.", 0.0, 0.9), ("Bye now!", 1.0, 1.8)]
+        vtt = http.get(f"/v1/jobs/{job_id}/timestamps?format=vtt&granularity=sentence").text
+        assert [c.text for c in webvtt.from_buffer(io.StringIO(vtt))] == [
+            "Hello there.",
+            "Bye now!",
+        ]
+        subrip = http.get(f"/v1/jobs/{job_id}/timestamps?format=srt&granularity=word").text
+        assert [c.content for c in srt.parse(subrip)] == [w for w, _, _ in words]
+
+
+def test_word_timings_are_never_made_up(api: ApiServer, store: JobStore) -> None:
+    sentences = Timestamps(granularity=Granularity.SENTENCE, items=WORDS.items[:2])
+    job_id = succeeded_with(store, sentences)
+    with api.client() as http:
+        asked = http.get(f"/v1/jobs/{job_id}/timestamps", params={"granularity": "word"})
+        same = http.get(f"/v1/jobs/{job_id}/timestamps", params={"granularity": "sentence"})
+    assert asked.status_code == 422 and asked.json()["error"]["code"] == "validation_error"
+    assert "no word timings" in asked.json()["error"]["message"]
+    assert same.json() == sentences.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("query", "allowed"),
+    [("granularity=bogus", "'word' or 'sentence'"), ("granularity=WORD", "'word' or 'sentence'"),
+     ("granularity=", "'word' or 'sentence'"), ("format=bogus", "'json', 'vtt' or 'srt'"),
+     ("format=JSON", "'json', 'vtt' or 'srt'")],
+)  # fmt: skip
+def test_an_unknown_value_is_422_naming_the_allowed_ones(
+    api: ApiServer, store: JobStore, query: str, allowed: str
+) -> None:
+    job_id = succeeded_with(store, WORDS)
+    with api.client() as http:
+        response = http.get(f"/v1/jobs/{job_id}/timestamps?{query}")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and allowed in error["message"], error
 
 
 def stored_pcm(fleet: Fleet, job_id: str) -> np.ndarray:

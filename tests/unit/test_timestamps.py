@@ -7,7 +7,7 @@ import io
 import srt
 import webvtt
 
-from tasks.timestamps import Granularity, TimedText, Timestamps, to_srt, to_vtt
+from tasks.timestamps import Granularity, TimedText, Timestamps, by_sentence, to_srt, to_vtt
 
 ITEMS = Timestamps(
     granularity=Granularity.WORD,
@@ -35,3 +35,29 @@ def test_srt_parses_with_srt() -> None:
     assert [s.start.total_seconds() for s in subtitles] == [0.0, 0.5, 1.25]
     assert subtitles[2].end.total_seconds() == 3725.5
     assert subtitles[1].content == "a -> b & <c>"
+
+
+def words(*spans: tuple[str, float, float]) -> Timestamps:
+    items = [TimedText(text=t, start_s=s, end_s=e) for t, s, e in spans]
+    return Timestamps(granularity=Granularity.WORD, items=items)
+
+
+def test_words_join_into_sentences_at_their_final_marks() -> None:
+    found = by_sentence(
+        words(("Hello", 0.0, 0.4), ("there.", 0.4, 0.9), ("Who", 1.0, 1.2), ("is", 1.2, 1.3),
+              ("it?", 1.3, 1.6), ("Me\u2026", 1.7, 2.0), ("e.g", 2.1, 2.3), ("no", 2.3, 2.5),
+              ("end", 2.5, 2.9))
+    )  # fmt: skip
+    assert found.granularity is Granularity.SENTENCE
+    assert [(i.text, i.start_s, i.end_s) for i in found.items] == [
+        ("Hello there.", 0.0, 0.9),
+        ("Who is it?", 1.0, 1.6),
+        ("Me\u2026", 1.7, 2.0),
+        ("e.g no end", 2.1, 2.9),  # the last words end a sentence of their own
+    ]
+
+
+def test_sentences_stay_as_they_are() -> None:
+    sentences = Timestamps(granularity=Granularity.SENTENCE, items=ITEMS.items)
+    assert by_sentence(sentences) == sentences
+    assert by_sentence(words()).items == []
