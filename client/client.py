@@ -6,7 +6,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,30 @@ def _idempotency(key: str | None) -> dict[str, str]:
 def _next_poll(delay: float) -> float:
     """Polls back off from the first delay to 1 s."""
     return min(delay * 1.5, 1.0)
+
+
+def _jobs_query(status: str | None, limit: int, cursor: str | None = None) -> dict[str, Any]:
+    """The query of `GET /v1/jobs`: one page of the tenant's jobs, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _stream_path(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}/audio/stream"
+
+
+def _may_ask_again(error: ApiError) -> bool:
+    """A stream refused because the job has no audio yet (a queue ahead of it) is asked for
+    again, unless the job has ended meanwhile."""
+    return error.code == "job_not_finished"
+
+
+def _retry_wait(error: ApiError) -> float:
+    return float(error.retry_after or 1)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -169,23 +193,20 @@ class Client:
         return result
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        jobs: list[dict[str, Any]] = self._call("GET", "/v1/jobs", params=params)["jobs"]
+        """The tenant's `limit` most recent jobs (at most 500), newest first."""
+        jobs: list[dict[str, Any]] = self._call(
+            "GET", "/v1/jobs", params=_jobs_query(status, limit)
+        )["jobs"]
         return jobs
 
     def iter_jobs(self, status: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
         """Every job of the tenant, newest first, following `next_cursor` page by page."""
-        params: dict[str, Any] = {"limit": page}
-        if status:
-            params["status"] = status
+        cursor = None
         while True:
-            answer = self._call("GET", "/v1/jobs", params=params)
+            answer = self._call("GET", "/v1/jobs", params=_jobs_query(status, page, cursor))
             yield from answer["jobs"]
-            if not answer["next_cursor"]:
+            if not (cursor := answer["next_cursor"]):
                 return
-            params["cursor"] = answer["next_cursor"]
 
     def voices(self) -> list[dict[str, Any]]:
         voices: list[dict[str, Any]] = self._call("GET", "/v1/voices")
@@ -209,7 +230,7 @@ class Client:
         API says, while a queued job has none yet); a job that finished without a stream
         is its downloaded file, whole."""
         while True:
-            with self._http.stream("GET", f"/v1/jobs/{job_id}/audio/stream") as response:
+            with self._http.stream("GET", _stream_path(job_id)) as response:
                 if response.status_code == 307:
                     yield self.download(job_id)
                     return
@@ -218,10 +239,9 @@ class Client:
                     return
                 response.read()
                 error = error_of(response)
-            # No audio yet (a queue ahead of the job): ask again, unless the job has ended.
-            if error.code != "job_not_finished" or self.get(job_id)["status"] in TERMINAL:
+            if not _may_ask_again(error) or self.get(job_id)["status"] in TERMINAL:
                 raise error
-            time.sleep(float(error.retry_after or 1))
+            time.sleep(_retry_wait(error))
 
     def timestamps(self, job_id: str) -> dict[str, Any]:
         """`{"granularity": "word" | "sentence", "items": [{"text", "start_s", "end_s"}]}`."""
@@ -305,6 +325,25 @@ class AsyncClient:
         result: dict[str, Any] = await self._call("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
+    async def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The tenant's `limit` most recent jobs (at most 500), newest first."""
+        answer = await self._call("GET", "/v1/jobs", params=_jobs_query(status, limit))
+        jobs: list[dict[str, Any]] = answer["jobs"]
+        return jobs
+
+    async def iter_jobs(
+        self, status: str | None = None, page: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every job of the tenant, newest first, one page (`page` jobs) fetched at a time as
+        `async for` reaches it."""
+        cursor = None
+        while True:
+            answer = await self._call("GET", "/v1/jobs", params=_jobs_query(status, page, cursor))
+            for job in answer["jobs"]:
+                yield job
+            if not (cursor := answer["next_cursor"]):
+                return
+
     async def voices(self) -> list[dict[str, Any]]:
         voices: list[dict[str, Any]] = await self._call("GET", "/v1/voices")
         return voices
@@ -322,6 +361,30 @@ class AsyncClient:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
             await asyncio.sleep(delay)
             delay = _next_poll(delay)
+
+    async def stream(self, job_id: str) -> AsyncIterator[bytes]:
+        """`Client.stream` for `async for`. The response stays open until the generator is
+        closed: leaving the loop early, `contextlib.aclosing(client.stream(job_id))` closes
+        it at the end of its block rather than when the generator is collected."""
+        while True:
+            async with self._http.stream("GET", _stream_path(job_id)) as response:
+                if response.status_code == 307:
+                    yield await self.download(job_id)
+                    return
+                if response.status_code < 400:
+                    async for chunk in response.aiter_raw():
+                        yield chunk
+                    return
+                await response.aread()
+                error = error_of(response)
+            if not _may_ask_again(error) or (await self.get(job_id))["status"] in TERMINAL:
+                raise error
+            await asyncio.sleep(_retry_wait(error))
+
+    async def timestamps(self, job_id: str) -> dict[str, Any]:
+        """`{"granularity": "word" | "sentence", "items": [{"text", "start_s", "end_s"}]}`."""
+        result: dict[str, Any] = await self._call("GET", f"/v1/jobs/{job_id}/timestamps")
+        return result
 
     async def download(self, job_id: str) -> bytes:
         response = await self._http.get(f"/v1/jobs/{job_id}/audio")
