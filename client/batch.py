@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,6 +25,13 @@ CHUNK = 1000  # the API's batch limit
 RETRYABLE = {"rate_limited", "quota_exceeded", "idempotency_in_flight", "unavailable"}
 
 
+class BatchFileError(Exception):
+    """The batch file cannot be read, or a line of it is no job request. Raised while the
+    file is read, before anything is submitted."""
+
+    code = "invalid_batch_file"
+
+
 @dataclass(frozen=True)
 class Line:
     number: int
@@ -31,11 +39,21 @@ class Line:
     request: dict[str, Any]
 
 
+def _text_of(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BatchFileError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise BatchFileError(f"{path}: {exc.strerror or exc}") from None
+
+
 def read_lines(path: Path, out_dir: Path, options: dict[str, Any]) -> list[Line]:
     """Plain text is one job per line; a line starting with `{` is a JSON job request, which
-    may name its file in `"output"`. Blank lines are skipped; numbering counts every line."""
+    may name its file in `"output"`. Blank lines are skipped; numbering counts every line.
+    The whole file is read first, so a bad line is found before any job is submitted."""
     lines = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(_text_of(path).splitlines(), 1):
         text = raw.strip()
         if not text:
             continue
@@ -43,9 +61,7 @@ def read_lines(path: Path, out_dir: Path, options: dict[str, Any]) -> list[Line]
             try:
                 item = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise SystemExit(f"{path}:{number}: not a JSON object: {exc}") from None
-            if not isinstance(item, dict):
-                raise SystemExit(f"{path}:{number}: not a JSON object")
+                raise BatchFileError(f"{path}:{number}: not a JSON object: {exc}") from None
         else:
             item = {"text": text}
         request = {**options, **item}
@@ -70,6 +86,37 @@ def _submit_chunk(client: Client, chunk: list[Line]) -> list[dict[str, Any]]:
             time.sleep(exc.retry_after or 1.0)
 
 
+def _submit_all(client: Client, todo: list[Line], chunk: int, console: Console) -> dict[str, Line]:
+    """Each line's job id, submitted `chunk` lines per call. A call that fails stops the
+    batch, but the calls before it made jobs that run on: say which, then raise."""
+    waiting: dict[str, Line] = {}
+    for start in range(0, len(todo), chunk):
+        lines = todo[start : start + chunk]
+        try:
+            jobs = _submit_chunk(client, lines)
+        except (ApiError, httpx.TransportError) as exc:
+            console.print(_stopped(todo[:start], lines, exc))
+            raise
+        waiting.update((job["id"], line) for line, job in zip(lines, jobs, strict=True))
+    return waiting
+
+
+def _stopped(submitted: list[Line], refused: list[Line], exc: Exception) -> str:
+    """Where a batch stopped submitting, and what it had submitted by then."""
+    index = exc.index if isinstance(exc, ApiError) else None
+    if index is not None and 0 <= index < len(refused):
+        where = f"line {refused[index].number} was refused"
+    else:
+        where = f"lines {refused[0].number} to {refused[-1].number} were not submitted"
+    if not submitted:
+        return f"{where}; nothing was submitted"
+    return (
+        f"{where}; the {len(submitted)} lines before it (up to line {submitted[-1].number}) "
+        "were submitted and their jobs run: run the batch again within 24 h, once fixed, "
+        "and it picks up those jobs (the same Idempotency-Key) instead of making new ones"
+    )
+
+
 def _write(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".part")
     partial.write_bytes(data)
@@ -77,7 +124,12 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def run_batch(
-    client: Client, lines: list[Line], out_dir: Path, console: Console, poll_s: float = 0.5
+    client: Client,
+    lines: list[Line],
+    out_dir: Path,
+    console: Console,
+    poll_s: float = 0.5,
+    chunk: int = CHUNK,
 ) -> int:
     """Submit, follow and download; 0 when every line has its audio, 1 otherwise."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,11 +145,7 @@ def run_batch(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("submitting", total=len(todo))
-        waiting: dict[str, Line] = {}
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
-            for line, job in zip(chunk, _submit_chunk(client, chunk), strict=True):
-                waiting[job["id"]] = line
+        waiting = _submit_all(client, todo, chunk, console)
         progress.update(bar, description="synthesizing")
         while waiting:
             for job_id, line in list(waiting.items()):

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from client.client import ApiError, Client
+from client.client import ApiError, Client, NotConfigured
 
 FORMATS = {
     ".wav": "wav",
@@ -43,11 +43,31 @@ SERVER_VERBS = ("up", "api", "worker", "dispatcher", "callbacks", "fleet", "heal
 Registrar = Callable[[Any], None]
 
 
+class UsageError(Exception):
+    """Input refused before the API is asked anything: one line, exit 2."""
+
+
+def output_format(output: Path, explicit: str | None) -> str:
+    """The format of `-o FILE`: `--format`, else FILE's extension (none: wav); an unknown
+    extension is refused rather than guessed, since the file would not be what it says."""
+    suffix = output.suffix.lower()
+    if explicit or not suffix:
+        return explicit or "wav"
+    if suffix not in FORMATS:
+        raise UsageError(
+            f"-o {output}: no format has the extension {suffix!r}; use one of "
+            f"{', '.join(sorted(FORMATS))}, or name the format with --format"
+        )
+    return FORMATS[suffix]
+
+
 def cmd_say(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     output = Path(args.output)
-    fmt = args.format or FORMATS.get(output.suffix.lower(), "wav")
+    fmt = output_format(output, args.format)
+    if not output.parent.is_dir():
+        raise UsageError(f"-o {output}: there is no folder {output.parent}")
     options: dict[str, Any] = {"format": fmt, "speed": args.speed}
     if args.voice:
         options["voice"] = args.voice
@@ -77,7 +97,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from client.batch import read_lines, run_batch
+    from client.batch import BatchFileError, read_lines, run_batch
 
     options: dict[str, object] = {}
     for name in ("voice", "format", "speed", "sample_rate", "priority"):
@@ -85,7 +105,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if value is not None:
             options[name] = value
     out_dir = Path(args.out_dir)
-    lines = read_lines(Path(args.file), out_dir, options)
+    try:
+        lines = read_lines(Path(args.file), out_dir, options)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except BatchFileError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out-dir {out_dir}: {exc.strerror or exc}") from None
     with Client.from_env() as client:
         return run_batch(client, lines, out_dir, Console(stderr=True))
 
@@ -130,7 +156,11 @@ def _user_verbs(sub: Any) -> None:
     say = sub.add_parser("say", help="synthesize TEXT into a file and wait for it")
     say.add_argument("text", help="the text to speak")
     say.add_argument(
-        "-o", "--output", required=True, help="file to write; its extension picks the format"
+        "-o",
+        "--output",
+        required=True,
+        help=f"file to write; its extension picks the format ({', '.join(sorted(FORMATS))}; "
+        "none: wav)",
     )
     say.add_argument("--voice", default=None, help="a voice id (default: the fleet's first)")
     say.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0 (default: 1.0)")
@@ -247,9 +277,12 @@ def main(argv: list[str] | None = None, registrars: list[Registrar] | None = Non
     args = parser(registrars).parse_args(argv)
     try:
         code: int = args.func(args)
+    except UsageError as exc:
+        print(f"ttsfleet: {exc}", file=sys.stderr)
+        return RET_USAGE
     except ApiError as exc:
         print(f"ttsfleet: {exc}", file=sys.stderr)
-        return RET_USAGE if exc.code == "not_configured" else RET_API
+        return RET_USAGE if isinstance(exc, NotConfigured) else RET_API
     except httpx.TransportError as exc:
         url = getattr(exc.request, "url", None) if _has_request(exc) else None
         where = f" at {url.scheme}://{url.netloc.decode()}" if url is not None else ""

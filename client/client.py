@@ -21,14 +21,30 @@ class ApiError(Exception):
     """An error answer from the API, with its stable code."""
 
     def __init__(
-        self, status: int, code: str, message: str, retry_after: float | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: float | None = None,
+        index: int | None = None,
     ) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        # Status 0: no request was made (NotConfigured); there is no status to show.
+        super().__init__(f"{status} {code}: {message}" if status else f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         # Seconds the server asked us to wait (429, 503, 409 in flight), if it said.
         self.retry_after = retry_after
+        # The item of a batch the error is about, if it named one.
+        self.index = index
+
+
+class NotConfigured(ApiError):
+    """No API URL or key, in the environment or in the `env` file `make up` writes: no
+    request was made (status 0)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "not_configured", message)
 
 
 def error_of(response: httpx.Response) -> ApiError:
@@ -37,8 +53,15 @@ def error_of(response: httpx.Response) -> ApiError:
     wait = float(retry_after) if retry_after and retry_after.isdigit() else None
     try:
         error = response.json()["error"]
-        return ApiError(response.status_code, error["code"], error["message"], wait)
-    except (ValueError, KeyError, TypeError):
+        index = error.get("index")
+        return ApiError(
+            response.status_code,
+            error["code"],
+            error["message"],
+            wait,
+            index if isinstance(index, int) else None,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ApiError(response.status_code, "http_error", response.text[:200], wait)
 
 
@@ -50,9 +73,7 @@ def credentials(home: Path | None = None) -> tuple[str, str]:
     url = os.environ.get("TTSFLEET_API_URL") or saved.get("TTSFLEET_API_URL")
     key = os.environ.get("TTSFLEET_API_KEY") or saved.get("TTSFLEET_API_KEY")
     if not url or not key:
-        raise ApiError(
-            0, "not_configured", "set TTSFLEET_API_URL and TTSFLEET_API_KEY, or run `make up`"
-        )
+        raise NotConfigured("set TTSFLEET_API_URL and TTSFLEET_API_KEY, or run `make up`")
     return url, key
 
 

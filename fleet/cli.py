@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from client.cli import UsageError
 from client.client import read_env_file
 
 # Imported here, not in `register`: without the server's dependencies this module then fails
@@ -46,7 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.callbacks:
         # The old spelling of `ttsfleet callbacks`.
         if args.model or args.device != "cpu":
-            raise SystemExit("--callbacks runs on its own: no --model, no --device")
+            raise UsageError("--callbacks runs on its own: no --model, no --device")
         return cmd_callbacks(args)
     from worker.main import options_from, run
 
@@ -100,10 +101,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             print(f"ttsfleet: {exc}", file=sys.stderr)
             return 1
         return 0
-    drain_s = fleet_view.parse_duration(args.drain)
 
     def view() -> dict[str, Any]:
-        return fleet_view.snapshot(client, list(settings.models), drain_s)
+        return fleet_view.snapshot(client, list(settings.models), args.drain)
 
     if args.json:
         print(json.dumps(view(), indent=2))
@@ -130,6 +130,16 @@ def cmd_health(args: argparse.Namespace) -> int:
     )
     print(result.message, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
+
+
+def _duration(text: str) -> float:
+    """`--drain`'s type: a malformed duration is a usage error, said by argparse."""
+    from fleet.view import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _redacted(url: str) -> str:
@@ -191,7 +201,10 @@ def register(sub: Any) -> None:
         "fleet", help="queues, workers and the workers needed to drain the backlog (Redis)"
     )
     fleet.add_argument(
-        "--drain", default="10m", help="target time to clear the backlog (default: 10m)"
+        "--drain",
+        type=_duration,
+        default="10m",
+        help="target time to clear the backlog: 90s, 10m, 2h (default: 10m)",
     )
     fleet.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     fleet.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,8 +10,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
+from rich.console import Console
 
+from client import batch
+from client.client import ApiError, Client
 from tasks.settings import Settings
 from tests.conftest import API_KEYS, ROOT, ApiServer, WorkerProcess
 from tests.helpers.speech import check_speech
@@ -56,3 +61,34 @@ def test_batch_downloads_each_line_skips_done_ones_and_reports_failures(
     assert (out / "000004.wav").exists()
     # Three lines submitted the first time, one the second.
     assert redis_client.zcard("ttsfleet:tenant:acme:jobs") == 4
+
+
+def test_a_refused_line_stops_the_batch_and_says_which_lines_were_submitted(
+    api: ApiServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """All or none holds per call of up to 1000 lines: a line the API refuses stops the
+    batch at its call, and the calls before it were submitted. No worker: jobs stay queued."""
+    source = tmp_path / "lines.txt"
+    source.write_text(
+        "One.\nTwo.\nThree.\n" + json.dumps({"text": "Four.", "voice": "nobody"}) + "\nFive.\n"
+    )
+    lines = batch.read_lines(source, tmp_path / "out", {})
+    said = io.StringIO()
+    console = Console(file=said, width=400)
+    with (
+        Client(api.url, API_KEYS["acme"]) as client,
+        pytest.raises(ApiError) as refused,
+    ):
+        batch.run_batch(client, lines, tmp_path / "out", console, chunk=2)
+    assert refused.value.code == "unknown_voice" and refused.value.index == 1
+    assert "line 4 was refused; the 2 lines before it (up to line 2) were submitted" in (
+        said.getvalue()
+    )
+    assert redis_client.zcard("ttsfleet:tenant:acme:jobs") == 2
+
+    with (
+        Client(api.url, API_KEYS["acme"]) as client,
+        pytest.raises(ApiError),
+    ):
+        batch.run_batch(client, lines[3:], tmp_path / "out", console, chunk=2)
+    assert "line 4 was refused; nothing was submitted" in said.getvalue()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from client.batch import read_lines
+from client.batch import BatchFileError, read_lines
 
 
 def test_plain_and_json_lines_with_options_and_names(tmp_path: Path) -> None:
@@ -27,5 +27,14 @@ def test_plain_and_json_lines_with_options_and_names(tmp_path: Path) -> None:
 def test_a_broken_json_line_names_its_number(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text('ok\n{"text": \n')
-    with pytest.raises(SystemExit, match=r"in.txt:2"):
+    with pytest.raises(BatchFileError, match=r"in.txt:2: not a JSON object"):
         read_lines(source, tmp_path, {})
+
+
+def test_a_file_that_cannot_be_read_as_text_is_a_batch_file_error(tmp_path: Path) -> None:
+    with pytest.raises(BatchFileError, match=r"nonexist\.txt: No such file"):
+        read_lines(tmp_path / "nonexist.txt", tmp_path, {})
+    binary = tmp_path / "audio.wav"
+    binary.write_bytes(b"RIFF\xff\xfe\x00")
+    with pytest.raises(BatchFileError, match="not UTF-8 text"):
+        read_lines(binary, tmp_path, {})

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +81,63 @@ def test_without_configuration_the_user_is_told_what_to_set() -> None:
     ran = ttsfleet("status", "01ABC", TTSFLEET_HOME="/nonexistent")
     assert ran.returncode == cli.RET_USAGE
     assert "TTSFLEET_API_URL" in ran.stderr and "Traceback" not in ran.stderr
+    # No request was made, so there is no status code to show.
+    assert ran.stderr.startswith("ttsfleet: not_configured: ")
+
+
+def unreachable_api() -> dict[str, str]:
+    """A configured API that nothing serves: a verb that asks it exits 4, not 2."""
+    return {"TTSFLEET_API_URL": f"http://127.0.0.1:{free_port()}", "TTSFLEET_API_KEY": "k" * 20}
+
+
+def assert_one_line_usage_error(ran: subprocess.CompletedProcess[str]) -> None:
+    assert ran.returncode == cli.RET_USAGE, ran.stderr
+    assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr
+
+
+def test_a_missing_batch_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexist.txt"
+    ran = ttsfleet("batch", str(missing), "--out-dir", str(tmp_path / "d"), **unreachable_api())
+    assert_one_line_usage_error(ran)
+    assert str(missing) in ran.stderr
+
+
+def test_a_malformed_batch_line_is_exit_2_before_anything_is_submitted(tmp_path: Path) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text('Hello.\n{"text": \nBye.\n')
+    ran = ttsfleet("batch", str(lines), "--out-dir", str(tmp_path / "d"), **unreachable_api())
+    # Exit 2, not 4: the file is read whole before the API is asked anything.
+    assert_one_line_usage_error(ran)
+    assert f"{lines}:2: not a JSON object" in ran.stderr
+
+
+def test_say_refuses_an_extension_it_cannot_name_the_format_of(tmp_path: Path) -> None:
+    out = tmp_path / "x.xyz"
+    ran = ttsfleet("say", "Hi", "-o", str(out), **unreachable_api())
+    assert_one_line_usage_error(ran)
+    assert ".wav" in ran.stderr and ".mp3" in ran.stderr and "--format" in ran.stderr
+    assert not out.exists()
+    # With --format the name is the user's choice: the API is asked (and not reached).
+    named = ttsfleet("say", "Hi", "-o", str(out), "--format", "wav", **unreachable_api())
+    assert named.returncode == cli.RET_UNREACHABLE
+
+
+def test_say_into_a_missing_folder_is_refused_before_synthesizing(tmp_path: Path) -> None:
+    ran = ttsfleet("say", "Hi", "-o", str(tmp_path / "no" / "x.wav"), **unreachable_api())
+    assert_one_line_usage_error(ran)
+    assert str(tmp_path / "no") in ran.stderr
+
+
+def test_a_drain_target_that_is_no_duration_is_a_usage_error() -> None:
+    ran = ttsfleet("fleet", "--drain", "bogus", TTSFLEET_HOME="/nonexistent")
+    assert ran.returncode == cli.RET_USAGE and "Traceback" not in ran.stderr
+    assert "usage: ttsfleet fleet" in ran.stderr and "not a duration: 'bogus'" in ran.stderr
+
+
+def test_worker_callbacks_with_a_device_is_a_usage_error() -> None:
+    ran = ttsfleet("worker", "--callbacks", "--device", "cuda:0", TTSFLEET_HOME="/nonexistent")
+    assert_one_line_usage_error(ran)
+    assert "--callbacks runs on its own" in ran.stderr
 
 
 @pytest.mark.parametrize("verb", ["worker", "dispatcher", "up"])
