@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from client.client import read_env_file
 # Imported here, not in `register`: without the server's dependencies this module then fails
 # to load, and the client's command says which package is missing (client.cli).
 from worker.main import add_arguments as worker_arguments
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 # Exit code of a verb that cannot reach Redis (the user verbs' 4 is "cannot reach the API").
 RET_UNREACHABLE = 4
@@ -132,14 +135,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _duration(text: str) -> float:
-    """`--drain`'s type: a malformed duration is a usage error, said by argparse."""
-    from fleet.view import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `10m`, `2h` → seconds; anything else is a usage error (an argparse type,
+    so it imports nothing that reads the settings)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 10m, 2h)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 def _redacted(url: str) -> str:
@@ -202,7 +204,7 @@ def register(sub: Any) -> None:
     )
     fleet.add_argument(
         "--drain",
-        type=_duration,
+        type=parse_duration,
         default="10m",
         help="target time to clear the backlog: 90s, 10m, 2h (default: 10m)",
     )

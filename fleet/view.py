@@ -10,7 +10,6 @@ through Celery's remote control.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -23,16 +22,6 @@ from rich.table import Table
 
 from tasks import keys
 from tasks.backlog import read_backlog
-
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `10m`, `2h` → seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 10m, 2h)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 @dataclass(frozen=True)

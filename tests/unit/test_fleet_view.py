@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from fleet.view import WorkerView, parse_duration, plan
+from fleet.cli import parse_duration
+from fleet.view import WorkerView, plan
 
 
 def worker(model: str, rate: float) -> WorkerView:
@@ -13,7 +16,7 @@ def worker(model: str, rate: float) -> WorkerView:
 
 def test_parse_duration() -> None:
     assert [parse_duration(t) for t in ("90", "90s", "10m", "2h")] == [90, 90, 600, 7200]
-    with pytest.raises(ValueError):
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
         parse_duration("ten minutes")
 
 
