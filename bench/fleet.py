@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from client.client import Client, read_env_file
+from client.client import Client
+from client.env_file import read_env_file
 from fleet.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from client.env_file import env_file_path, read_env_file
+
 TERMINAL = {"succeeded", "failed", "canceled"}
 # The longest `Prefer: wait` the API honours (api.waiters.WAIT_MAX_S).
 WAIT_MAX_S = 60
@@ -68,8 +70,7 @@ def error_of(response: httpx.Response) -> ApiError:
 def credentials(home: Path | None = None) -> tuple[str, str]:
     """`TTSFLEET_API_URL`/`TTSFLEET_API_KEY`, else the `env` file `make up` wrote under
     `TTSFLEET_HOME` (`.ttsfleet`)."""
-    home = home or Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet"))
-    saved = read_env_file(home / "env")
+    saved = read_env_file(env_file_path(home))
     url = os.environ.get("TTSFLEET_API_URL") or saved.get("TTSFLEET_API_URL")
     key = os.environ.get("TTSFLEET_API_KEY") or saved.get("TTSFLEET_API_KEY")
     if not url or not key:
@@ -129,17 +130,6 @@ def _may_ask_again(error: ApiError) -> bool:
 
 def _retry_wait(error: ApiError) -> float:
     return float(error.retry_after or 1)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """`KEY=value` lines, as `make up` writes them to `.ttsfleet/env`."""
-    values: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            name, sep, value = line.strip().partition("=")
-            if sep and not name.startswith("#"):
-                values[name.strip()] = value.strip()
-    return values
 
 
 class Client:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli import UsageError
-from client.client import read_env_file
+from client.env_file import env_file_path, read_env_file
 
 # Imported here, not in `register`: without the server's dependencies this module then fails
 # to load, and the client's command says which package is missing (client.cli).
@@ -80,7 +80,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
     # Next to `make up`, its Redis (on a free port) is named in `.ttsfleet/env`; before
     # anything reads the settings.
-    saved = read_env_file(Path(os.environ.get("TTSFLEET_HOME", ".ttsfleet")) / "env")
+    saved = read_env_file(env_file_path())
     if "TTSFLEET_REDIS_URL" not in os.environ and "TTSFLEET_REDIS_URL" in saved:
         os.environ["TTSFLEET_REDIS_URL"] = saved["TTSFLEET_REDIS_URL"]
 

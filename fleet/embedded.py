@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from client.env_file import env_file_path, write_env_file
+
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 
 
@@ -84,6 +86,21 @@ def fleet_env(
     env = {**environ, "TTSFLEET_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.update({name: value for name, value in defaults.items() if not environ.get(name)})
     return env, taken
+
+
+def own_redis_record(home: Path) -> Path:
+    """Where `up` notes the URL of the redis-server it starts (beside that server's data)."""
+    return home / "redis" / "url"
+
+
+def not_sourced(environ: dict[str, str], home: Path) -> dict[str, str]:
+    """`environ` without a TTSFLEET_REDIS_URL that names the redis-server a previous `up`
+    started here: `source .ttsfleet/env` exports it to the shell, but that server stopped
+    with its `up` and is not the user's own."""
+    record = own_redis_record(home)
+    if record.is_file() and environ.get("TTSFLEET_REDIS_URL") == record.read_text().strip():
+        return {name: value for name, value in environ.items() if name != "TTSFLEET_REDIS_URL"}
+    return environ
 
 
 def shown(name: str, value: str) -> str:
@@ -214,9 +231,14 @@ def up(
     redis_port = free_port()
     fleet = Fleet(home)
     api_url = f"http://127.0.0.1:{api_port}"
-    env, taken = fleet_env(
-        dict(os.environ), home, f"redis://127.0.0.1:{redis_port}/0", tenants_file
-    )
+    environ = not_sourced(dict(os.environ), home)
+    if "TTSFLEET_REDIS_URL" in os.environ and "TTSFLEET_REDIS_URL" not in environ:
+        print(
+            "TTSFLEET_REDIS_URL in your environment names the redis-server the last "
+            "`make up` started (from `source .ttsfleet/env`): starting a new one",
+            flush=True,
+        )
+    env, taken = fleet_env(environ, home, f"redis://127.0.0.1:{redis_port}/0", tenants_file)
     own_redis = "TTSFLEET_REDIS_URL" in taken
     own_tenants = "TTSFLEET_TENANTS_FILE" in taken
     if taken:
@@ -238,6 +260,7 @@ def up(
 
         if not own_redis:
             fleet.children["redis"] = start_redis(home, redis_port)
+            own_redis_record(home).write_text(env["TTSFLEET_REDIS_URL"])
         client = redis.Redis.from_url(env["TTSFLEET_REDIS_URL"], socket_connect_timeout=0.5)
         wait_for("redis-server", client.ping, 20)
         me = [sys.executable, "-m", "fleet"]
@@ -259,11 +282,11 @@ def up(
             "the API", lambda: httpx.get(api_url + "/readyz", timeout=1).status_code == 200, 60
         )
         # With the user's own tenants file the dev key is not valid: they have their keys.
-        key_line = "" if own_tenants else f"TTSFLEET_API_KEY={api_key}\n"
-        (home / "env").write_text(
-            f"TTSFLEET_API_URL={api_url}\n{key_line}"
-            f"TTSFLEET_REDIS_URL={env['TTSFLEET_REDIS_URL']}\n"
-        )
+        saved = {"TTSFLEET_API_URL": api_url}
+        if not own_tenants:
+            saved["TTSFLEET_API_KEY"] = api_key
+        saved["TTSFLEET_REDIS_URL"] = env["TTSFLEET_REDIS_URL"]
+        write_env_file(env_file_path(home), saved)
         redis_line = (
             shown("yours", env["TTSFLEET_REDIS_URL"]).removeprefix("yours=")
             if own_redis

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from client.client import read_env_file
+from client.env_file import read_env_file
 from client.webhooks import verify_webhook
 from tests.conftest import ROOT, free_port, wait_until
 from tests.helpers.receivers import Receiver
@@ -63,6 +63,8 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     try:
         wait_until(lambda: (home / "env").is_file(), timeout=90, interval=0.2)
         saved = read_env_file(home / "env")
+        # `source .ttsfleet/env` exports every setting to what the shell starts next.
+        assert (home / "env").read_text().count("\nexport TTSFLEET_") == len(saved)
         assert saved["TTSFLEET_API_URL"] == f"http://127.0.0.1:{api_port}"
         key = saved["TTSFLEET_API_KEY"]
         assert httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200

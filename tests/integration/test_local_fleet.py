@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from client.env_file import write_env_file
 from tests.conftest import ROOT, RedisServer
 
 
@@ -29,7 +30,7 @@ def test_fleet_reads_the_redis_in_the_env_file_whatever_its_options(
     # A database of its own, empty: no queue waits, no worker beats.
     url = redis_server.url.rsplit("/", 1)[0] + "/10"
     redis.Redis.from_url(url).flushdb()
-    (tmp_path / "env").write_text(f"TTSFLEET_REDIS_URL={url}\n")
+    write_env_file(tmp_path / "env", {"TTSFLEET_REDIS_URL": url})
     # --drain is parsed before the settings are read: it must not read them first.
     ran = ttsfleet(tmp_path, "fleet", "--json", "--drain", "5m")
     assert ran.returncode == 0, ran.stderr
