@@ -78,12 +78,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    # Next to `make up`, its Redis (on a free port) is named in `.ttsfleet/env`; before
-    # anything reads the settings.
-    saved = read_env_file(env_file_path())
-    if "TTSFLEET_REDIS_URL" not in os.environ and "TTSFLEET_REDIS_URL" in saved:
-        os.environ["TTSFLEET_REDIS_URL"] = saved["TTSFLEET_REDIS_URL"]
-
+    use_local_fleet()
     from fleet import view as fleet_view
     from tasks.settings import get_settings
 
@@ -125,6 +120,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
+    use_local_fleet()
     from fleet.health import check
     from tasks.settings import get_settings
 
@@ -133,6 +129,16 @@ def cmd_health(args: argparse.Namespace) -> int:
     )
     print(result.message, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
+
+
+def use_local_fleet() -> None:
+    """Next to `make up`, take the settings it saved in `.ttsfleet/env` (its Redis on a free
+    port, the API's and Flower's ports) that the environment does not set. Call it before
+    anything reads the settings: `get_settings` keeps the first it reads, and importing
+    `tasks.app` reads them."""
+    for name, value in read_env_file(env_file_path()).items():
+        if name.startswith("TTSFLEET_"):
+            os.environ.setdefault(name, value)
 
 
 def parse_duration(text: str) -> float:

@@ -285,7 +285,10 @@ def up(
         saved = {"TTSFLEET_API_URL": api_url}
         if not own_tenants:
             saved["TTSFLEET_API_KEY"] = api_key
+        # What the operator verbs need to find this fleet (fleet.cli.use_local_fleet).
         saved["TTSFLEET_REDIS_URL"] = env["TTSFLEET_REDIS_URL"]
+        saved["TTSFLEET_API_PORT"] = str(api_port)
+        saved["TTSFLEET_FLOWER_PORT"] = str(flower_port)
         write_env_file(env_file_path(home), saved)
         redis_line = (
             shown("yours", env["TTSFLEET_REDIS_URL"]).removeprefix("yours=")

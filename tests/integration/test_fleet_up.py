@@ -118,6 +118,14 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         )
         assert worker["model"] == "piper-joe" and worker["device"] == "cpu"
 
+        # `ttsfleet health` finds every role of this fleet (its ports, its Redis) the same way.
+        for role in ("api", "flower", "worker", "dispatcher", "callbacks"):
+            health = subprocess.run(
+                [sys.executable, "-m", "fleet", "health", role, "--timeout", "10"],
+                cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert health.returncode == 0, (role, health.stderr)
+
         tree = descendants(up.pid)
         assert len(tree) >= 6  # redis, api, worker (+ child), callbacks, flower
         up.send_signal(signal.SIGINT)
