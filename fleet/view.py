@@ -17,8 +17,11 @@ from typing import Any, cast
 
 import redis
 from celery import Celery
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderResult
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from tasks import keys
 from tasks.backlog import read_backlog
@@ -154,21 +157,6 @@ def render(view: dict[str, Any]) -> Group:
             _age(q["oldest_age_s"]),
             str(q["in_flight"]),
         )
-    workers = Table(title="workers", title_justify="left")
-    for column in ("node", "model", "device", "jobs/s (1 min)", "done", "in flight", "recycles"):
-        workers.add_column(column, justify="left" if column in ("node", "model") else "right")
-    for w in view["workers"]:
-        workers.add_row(
-            w["node"] + (" (draining)" if w["draining"] else ""),
-            w["model"],
-            w["device"],
-            f"{w['jobs_per_s']:.2f}",
-            str(w["jobs_done"]),
-            str(w["in_flight"]),
-            str(w["recycles"]),
-        )
-    if not view["workers"]:
-        workers.add_row("(no worker has a heartbeat)", "", "", "", "", "", "")
     models = Table(title="workers to clear the backlog", title_justify="left")
     for column in ("model", "backlog", "workers", "jobs/s per worker", "needed"):
         models.add_column(column, justify="left" if column == "model" else "right")
@@ -182,7 +170,78 @@ def render(view: dict[str, Any]) -> Group:
             "-" if rate is None else f"{rate:.2f}",
             ("?" if needed is None else str(needed)) + f" for {_age(p['drain_s'])}",
         )
-    return Group(queues, workers, models)
+    return Group(queues, Workers(view["workers"]), models)
+
+
+NO_WORKERS = "(no worker has a heartbeat)"
+WORKER_COLUMNS = ("node", "model", "device", "jobs/s (1 min)", "done", "in flight", "recycles")
+
+
+class Workers:
+    """The workers table at the console's width, with every node name whole: `ttsfleet fleet
+    drain NODE` needs it. Columns narrow down to their longest word (rich would cut the
+    widest column first, the node's); where even that does not fit, one block per worker,
+    its node on a line of its own."""
+
+    def __init__(self, workers: list[dict[str, Any]]) -> None:
+        self.rows = [
+            [
+                w["node"] + (" (draining)" if w["draining"] else ""),
+                w["model"],
+                w["device"],
+                f"{w['jobs_per_s']:.2f}",
+                str(w["jobs_done"]),
+                str(w["in_flight"]),
+                str(w["recycles"]),
+            ]
+            for w in workers
+        ]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rows = self.rows or [[NO_WORKERS, "", "", "", "", "", ""]]
+        widths = fitted_widths([list(WORKER_COLUMNS), *rows], options.max_width)
+        if widths is None:
+            yield Text("workers", style="table.title")
+            if not self.rows:
+                yield Text(NO_WORKERS)
+            for node, model, device, rate, done, in_flight, recycles in self.rows:
+                # A name wider than the screen folds onto the next line, whole.
+                yield Text(node, overflow="fold")
+                yield Padding(
+                    f"{model} on {device}: {rate} jobs/s (1 min), {done} done, "
+                    f"{in_flight} in flight, {recycles} recycles",
+                    (0, 0, 0, 2),
+                )
+            return
+        table = Table(title="workers", title_justify="left")
+        for column, width in zip(WORKER_COLUMNS, widths, strict=True):
+            justify: JustifyMethod = "left" if column in ("node", "model") else "right"
+            table.add_column(column, justify=justify, width=width)
+        for row in rows:
+            table.add_row(*row)
+        yield table
+
+
+def fitted_widths(rows: list[list[str]], max_width: int) -> list[int] | None:
+    """Widths of a table's columns (cell text only) within `max_width` that cut no word:
+    each column gets its longest word, then, left to right, its longest line while room
+    lasts. None when the longest words alone do not fit."""
+    columns = list(zip(*rows, strict=True))
+    least = [
+        max((cell_len(w) for text in column for w in text.split()), default=1) for column in columns
+    ]
+    full = [max(cell_len(text) for text in column) for column in columns]
+    # rich's default box: a border left of each column and at the end, a space either side.
+    room = max_width - (3 * len(columns) + 1)
+    spare = room - sum(least)
+    if spare < 0:
+        return None
+    widths = []
+    for shortest, longest in zip(least, full, strict=True):
+        grow = min(longest - shortest, spare)
+        spare -= grow
+        widths.append(shortest + grow)
+    return widths
 
 
 class DrainError(Exception):

@@ -74,8 +74,8 @@ def value(
 def fleet_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fleet", "fleet", *args],
-        # Wide enough that rich does not fold the node names.
-        cwd=ROOT, env={**settings_env(settings), "COLUMNS": "200"}, capture_output=True,
+        # A terminal's default width: the node names must still be whole (fleet.view.Workers).
+        cwd=ROOT, env={**settings_env(settings), "COLUMNS": "80"}, capture_output=True,
         text=True, timeout=90,
     )  # fmt: skip
 
