@@ -26,6 +26,8 @@ import httpx
 from client.env_file import env_file_path, write_env_file
 
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+# A worker that shuts down cleanly is started again, once in this long (Fleet.restarts).
+WORKER_RESTART_EVERY_S = 30.0
 
 
 def free_port() -> int:
@@ -149,18 +151,35 @@ class Fleet:
 
     home: Path
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    restarted: dict[str, float] = field(default_factory=dict)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = open(self.home / f"{name}.log", "ab")
         self.children[name] = subprocess.Popen(
             args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        self.commands[name] = (args, env)
 
     def first_dead(self) -> str | None:
         for name, proc in self.children.items():
             if proc.poll() is not None:
                 return name
         return None
+
+    def restarts(self, name: str) -> bool:
+        """Start `name` again if it ended as a worker ends a drain (`ttsfleet fleet drain`, a
+        warm shutdown: exit 0) and had run a while, as Kubernetes or compose restart such
+        a container: the one worker here is the fleet's only one. Anything else that ends,
+        or a worker that ends again soon after a restart (a loop), stops the fleet."""
+        if name != "worker" or self.children[name].returncode != 0:
+            return False
+        now = time.monotonic()
+        if now - self.restarted.get(name, -WORKER_RESTART_EVERY_S) < WORKER_RESTART_EVERY_S:
+            return False
+        self.restarted[name] = now
+        self.spawn(name, *self.commands[name])
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every group (Redis last, so workers finish their writes), then SIGKILL."""
@@ -312,7 +331,9 @@ def up(
         )
         while not stopping:
             dead = fleet.first_dead()
-            if dead is not None:
+            if dead is not None and fleet.restarts(dead):
+                print(f"{dead} shut down (a drain); starting a new one", flush=True)
+            elif dead is not None:
                 print(
                     f"{dead} exited (see {home / (dead + '.log')}); stopping the fleet",
                     file=sys.stderr,

@@ -126,12 +126,27 @@ def test_up_serves_speech_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             )  # fmt: skip
             assert health.returncode == 0, (role, health.stderr)
 
+        # Draining the one worker restarts it, as a container's restart policy would: the
+        # fleet goes on and serves the next job.
+        drain = subprocess.run(
+            [sys.executable, "-m", "fleet", "fleet", "drain", str(worker["node"])],
+            cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert drain.returncode == 0, drain.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "fleet", "say", "Still here.", "-o", str(tmp_path / "b.wav")],
+            cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert up.poll() is None
+
         tree = descendants(up.pid)
         assert len(tree) >= 6  # redis, api, worker (+ child), callbacks, flower
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
         assert up.returncode == 0, output
         assert "stopped." in output and key in output
+        assert "worker shut down (a drain); starting a new one" in output
         wait_until(lambda: not any(alive(pid) for pid in tree), timeout=10)
     finally:
         if up.poll() is None:
