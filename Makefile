@@ -37,7 +37,7 @@ test-faults: install redis-server
 
 # docker-compose.yml run for real, every role in its own container, driven from the host
 # (tests/deploy/live). Needs root (it starts its own dockerd when none runs), apt and about
-# 15 GB of free disk; not part of `make test`. See README, "Deploying with compose".
+# 15 GB of free disk; not part of `make test`. See README, "Tests" and "Operating".
 test-deploy: install
 	$(call apt-ensure,dockerd,docker.io)
 	$(call apt-ensure,docker-compose,docker-compose)
