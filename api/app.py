@@ -18,7 +18,7 @@ from api import docs, errors, metrics
 from api.cancel import Canceler
 from api.jobs import router
 from api.openai import router as openai_router
-from api.pool import BoundedPool
+from api.pool import bounded_pool
 from api.reads import JobReads
 from api.streams import router as streams_router
 from api.submission import Submission
@@ -48,7 +48,7 @@ def create_app(
     # worker thread: bench.api). A burst waits for one of REDIS_CONNECTIONS instead of failing
     # (the plain asyncio pool refuses past its cap) or opening hundreds.
     client = redis.asyncio.Redis.from_pool(
-        BoundedPool.from_url(
+        bounded_pool(
             settings.redis_url,
             max_connections=REDIS_CONNECTIONS,
             timeout=5,
@@ -61,7 +61,7 @@ def create_app(
     waiters = JobWaiters(settings.redis_url)
     # Audio streams carry bytes: a client that does not decode responses (api.streams).
     stream_client = redis.asyncio.Redis.from_pool(
-        redis.asyncio.BlockingConnectionPool.from_url(
+        bounded_pool(
             settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=5,
             socket_timeout=5, socket_connect_timeout=2,
         )

@@ -21,6 +21,7 @@ import redis.asyncio
 import redis.exceptions
 from prometheus_client import Gauge
 
+from api.pool import bounded_pool
 from tasks import keys
 from tasks.jobs import Job
 
@@ -136,9 +137,12 @@ class JobWaiters:
 
     async def _listen(self) -> None:
         while True:
-            client = redis.asyncio.Redis.from_url(
-                self._url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True
-            )
+            client = redis.asyncio.Redis.from_pool(
+                bounded_pool(
+                    self._url, decode_responses=True, socket_connect_timeout=2,
+                    socket_keepalive=True,
+                )
+            )  # fmt: skip
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.JOB_ENDED_CHANNEL)

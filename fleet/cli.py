@@ -80,10 +80,11 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
     use_local_fleet()
     from fleet import view as fleet_view
+    from tasks import redis_url
     from tasks.settings import get_settings
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+    client = redis_url.client(settings.redis_url, decode_responses=True, socket_timeout=10)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -275,12 +275,12 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        import redis
+        from tasks import redis_url
 
         if not own_redis:
             fleet.children["redis"] = start_redis(home, redis_port)
             own_redis_record(home).write_text(env["TTSFLEET_REDIS_URL"])
-        client = redis.Redis.from_url(env["TTSFLEET_REDIS_URL"], socket_connect_timeout=0.5)
+        client = redis_url.client(env["TTSFLEET_REDIS_URL"], socket_connect_timeout=0.5)
         wait_for("redis-server", client.ping, 20)
         me = [sys.executable, "-m", "fleet"]
         fleet.spawn("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)], env)

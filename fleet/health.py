@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
-from tasks import keys
+from tasks import keys, redis_url
 from tasks.settings import Settings
 
 ROLES = ("api", "worker", "dispatcher", "callbacks", "flower")
@@ -43,7 +43,7 @@ def _http(url: str, timeout_s: float) -> Check:
 
 
 def _redis(settings: Settings, timeout_s: float) -> redis.Redis:
-    return redis.Redis.from_url(
+    return redis_url.client(
         settings.redis_url,
         decode_responses=True,
         socket_timeout=timeout_s,

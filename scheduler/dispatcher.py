@@ -32,7 +32,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from scheduler.reconciler import Reconciler
-from tasks import keys, scripts
+from tasks import keys, redis_url, scripts
 from tasks.app import broker_lists, send_synthesis
 from tasks.jobs import PRIORITY_ORDER, Priority
 from tasks.presence import Presence
@@ -74,7 +74,7 @@ class Dispatcher:
 
     @classmethod
     def from_settings(cls, settings: Settings, celery: Celery) -> Dispatcher:
-        client = redis.Redis.from_url(
+        client = redis_url.client(
             settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
         reconciler = Reconciler(client, celery, settings.models, settings.job_lease_s)

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasks import keys
+from tasks import keys, redis_url
 from tasks.jobs import JobMessage, Priority
 from tasks.settings import Settings, get_settings
 
@@ -16,7 +16,9 @@ PRIORITY_STEPS = [0, 3, 6]
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured from `settings`; the worker's task module is included lazily."""
-    app = Celery("ttsfleet", broker=settings.redis_url, include=["worker.task"])
+    # A sentinel:// URL becomes kombu's own form of it, and the master's name an option.
+    broker, sentinel_options = redis_url.broker(settings.redis_url)
+    app = Celery("ttsfleet", broker=broker, include=["worker.task"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -38,6 +40,7 @@ def create_app(settings: Settings) -> Celery:
             "priority_steps": PRIORITY_STEPS,
             "sep": ":",
             "queue_order_strategy": "priority",
+            **sentinel_options,
         },
         broker_connection_retry_on_startup=True,
         # A job running when the broker connection drops would be redelivered: stop it.

@@ -17,7 +17,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from tasks import keys, scripts, units
+from tasks import keys, redis_url, scripts, units
 from tasks.errors import DeadlineExceeded, WorkerLost
 from tasks.jobs import AudioInfo, ErrorInfo, Job, JobStatus, Progress, job_id_floor, utc_now
 from tasks.units import Part
@@ -171,7 +171,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
-        client = redis.Redis.from_url(
+        client = redis_url.client(
             url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
         return cls(client, ttl_s)

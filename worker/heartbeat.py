@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from tasks import keys
+from tasks import keys, redis_url
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def count_recycle() -> None:
     """Called in the process being recycled (a child): one more on the node's hash."""
     if _node is None or _redis_url is None:
         return
-    client = redis.Redis.from_url(_redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis_url.client(_redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hincrby(keys.worker_key(_node), "recycles", 1)

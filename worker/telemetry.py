@@ -12,10 +12,9 @@ import threading
 import time
 from typing import Any
 
-import redis
 from celery import signals
 
-from tasks import logs
+from tasks import logs, redis_url
 from tasks.settings import Settings
 from worker import heartbeat
 
@@ -41,9 +40,7 @@ def install(settings: Settings, node: str, queue: str, pool: str, concurrency: i
 
     @signals.worker_ready.connect(weak=False)
     def _start(**_: Any) -> None:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2
-        )
+        client = redis_url.client(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         beat = heartbeat.Heartbeat(
             client,
             node,
