@@ -50,10 +50,11 @@ def prefer_wait(headers: list[str]) -> int | None:
         for preference in header.split(","):
             match = _WAIT.match(preference.split(";")[0])
             if match:
-                # More than two digits is past WAIT_MAX_S: `int()` never sees a long one
+                # More digits than WAIT_MAX_S has is past it: `int()` never sees a long one
                 # (past 4,300 digits it raises).
                 digits = match.group(1).lstrip("0") or "0"
-                return WAIT_MAX_S if len(digits) > 2 else min(int(digits), WAIT_MAX_S)
+                longest = len(str(WAIT_MAX_S))
+                return WAIT_MAX_S if len(digits) > longest else min(int(digits), WAIT_MAX_S)
     return None
 
 

@@ -48,6 +48,8 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     Redis password."""
     lines = [f"export {name}={shlex.quote(value)}\n" for name, value in values.items()]
     partial = path.with_name(path.name + ".part")
-    partial.write_text(HEADER + "".join(lines))
-    partial.chmod(0o600)
+    partial.unlink(missing_ok=True)  # made anew below: never readable by others, not even briefly
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(HEADER + "".join(lines))
     partial.replace(path)

@@ -88,7 +88,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     try:
         client.ping()
     except redis.RedisError as exc:
-        print(f"ttsfleet: cannot reach Redis at {_redacted(settings.redis_url)}: {exc}",
+        print(f"ttsfleet: cannot reach Redis at {redis_url.redacted(settings.redis_url)}: {exc}",
               file=sys.stderr)  # fmt: skip
         return RET_UNREACHABLE
     if args.action == "drain":
@@ -149,14 +149,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 10m, 2h)")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for an error message."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest
 
 
 def register(sub: Any) -> None:

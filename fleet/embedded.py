@@ -19,7 +19,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -106,12 +105,10 @@ def not_sourced(environ: dict[str, str], home: Path) -> dict[str, str]:
 
 
 def shown(name: str, value: str) -> str:
-    """A setting as start-up prints it: a URL's password hidden."""
-    parts = urlsplit(value)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        value = parts._replace(netloc=netloc).geturl()
-    return f"{name}={value}"
+    """A setting as start-up prints it: a URL's passwords hidden (tasks.redis_url)."""
+    from tasks.redis_url import redacted
+
+    return f"{name}={redacted(value) if '://' in value else value}"
 
 
 def start_redis(home: Path, port: int, fsync: str = "always") -> subprocess.Popen[bytes]:
@@ -155,10 +152,10 @@ class Fleet:
     restarted: dict[str, float] = field(default_factory=dict)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(self.home / f"{name}.log", "ab")
-        self.children[name] = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.home / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            self.children[name] = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.commands[name] = (args, env)
 
     def first_dead(self) -> str | None:
@@ -169,9 +166,9 @@ class Fleet:
 
     def restarts(self, name: str) -> bool:
         """Start `name` again if it ended as a worker ends a drain (`ttsfleet fleet drain`, a
-        warm shutdown: exit 0) and had run a while, as Kubernetes or compose restart such
-        a container: the one worker here is the fleet's only one. Anything else that ends,
-        or a worker that ends again soon after a restart (a loop), stops the fleet."""
+        warm shutdown: exit 0), as Kubernetes or compose restart such a container: the one
+        worker here is the fleet's only one. Anything else that ends, or a worker that ends
+        again soon after a restart (a loop), stops the fleet."""
         if name != "worker" or self.children[name].returncode != 0:
             return False
         now = time.monotonic()

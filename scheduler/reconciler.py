@@ -116,7 +116,6 @@ class Reconciler:
                 self._suspects.pop(job_id, None)
             else:
                 orphans.append(job_id)
-        orphans = self._not_following(orphans)
         if done:
             self._redis.zrem(inflight, *done)
             for job_id in done:
@@ -128,13 +127,17 @@ class Reconciler:
         now = self._clock()
         wall = time.time()
         resent = 0
+        unsent = []
         for job_id in orphans:
             held = unacked.get(job_id, Unacked())
             # Queued, or waiting out a retry countdown on a worker: not orphaned. A countdown
             # whose worker died is one once it is over.
             if job_id in queued or (held.eta is not None and held.eta > wall):
                 self._suspects.pop(job_id, None)
-                continue
+            else:
+                unsent.append(job_id)
+        for job_id in self._not_following(unsent):
+            held = unacked.get(job_id, Unacked())
             first = self._suspects.setdefault(job_id, now)
             if now - first >= self._lease_s:
                 self._resend(model, job_id, held.tags)
@@ -161,7 +164,7 @@ class Reconciler:
         statuses = pipe.execute()
         waiting = {
             job for job, status in zip(following, statuses, strict=True)
-            if status in ("running", "queued")
+            if status in ("running", "queued")  # as worker/lua/book_lead.lua follows
         }  # fmt: skip
         for job_id in waiting:
             self._suspects.pop(job_id, None)

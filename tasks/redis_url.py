@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -68,6 +68,17 @@ def sentinel_target(url: str) -> SentinelTarget | None:
         password=unquote(password) if password is not None else None,
         sentinel_password=query.get("sentinel_password", [None])[0],
     )
+
+
+def redacted(url: str) -> str:
+    """The URL as messages and logs show it: its password and a `sentinel_password` as ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, hosts = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{hosts}" if ":" in user else netloc
+    query = [(k, "***" if k == "sentinel_password" else v) for k, v in parse_qsl(parts.query)]
+    return parts._replace(netloc=netloc, query=urlencode(query, safe="*")).geturl()
 
 
 def _address(text: str) -> tuple[str, int]:

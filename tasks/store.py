@@ -36,6 +36,7 @@ _HOLD_ACTIVE = scripts.load("tasks", "hold_active")
 _PROGRESS = scripts.load("tasks", "progress")
 _FAN_OUT = scripts.load("tasks", "fan_out")
 _PART_DONE = scripts.load("tasks", "part_done")
+_KEEP_RUN = scripts.load("tasks", "keep_run")
 
 
 class Claim(StrEnum):
@@ -168,6 +169,7 @@ class JobStore:
         self._progress = client.register_script(_PROGRESS)
         self._fan_out = client.register_script(_FAN_OUT)
         self._part_done = client.register_script(_PART_DONE)
+        self._keep_run = client.register_script(_KEEP_RUN)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int) -> JobStore:
@@ -314,6 +316,16 @@ class JobStore:
             ],
         )
         return ClaimResult(Claim(verdict), int(attempts))
+
+    def keep_run(self, job_id: str, holder: str, attempts: int, lease_ms: int) -> bool:
+        """Whether the run `holder`, claimed as attempt `attempts`, still has the job: no
+        later claim and no other run's lease (tasks/lua/keep_run.lua); if so, the lease
+        names it again for `lease_ms`."""
+        kept = self._keep_run(
+            keys=[keys.job_key(job_id), keys.job_lease_key(job_id)],
+            args=[holder, attempts, lease_ms],
+        )
+        return bool(kept)
 
     def lease_holder(self, job_id: str) -> str | None:
         """Whom the job's lease names now (worker.lease), if anyone."""

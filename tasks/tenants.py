@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.redis_url import sentinel_target
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ def weak_secrets(settings: Settings, directory: TenantDirectory) -> list[str]:
     password = urlsplit(settings.redis_url).password
     if password is not None and is_placeholder(password):
         problems.append("TTSFLEET_REDIS_URL: the Redis password is a placeholder")
+    target = sentinel_target(settings.redis_url)
+    if target and target.sentinel_password is not None and is_placeholder(target.sentinel_password):
+        problems.append("TTSFLEET_REDIS_URL: the sentinels' password is a placeholder")
     return problems
 
 

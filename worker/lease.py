@@ -27,6 +27,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 
@@ -44,15 +45,18 @@ _RELEASE = scripts.load("worker", "lease_release")
 
 
 class LeaseLost(Exception):
-    """Another run took this job over (its lease names that run, after this one's lapsed):
-    this run's audio is dropped before it is stored, so the object under the job's key is
-    the one whose sha256 the job records (that run's)."""
+    """Another run took this job over (a claim after this one's lease lapsed): this run's
+    audio is dropped before it is stored, so the object under the job's key is the one whose
+    sha256 the job records (the other run's)."""
 
 
-def lost_to(held: str | None, name: str) -> bool:
-    """Whether the lease `held` names a run other than `name` (a bare worker mark, or no
-    lease at all, names none: a lapsed renewal is no takeover)."""
-    return bool(name and held and "/" in held and held != name)
+@dataclass(frozen=True)
+class Run:
+    """One run of a job: its lease name ('' for a run without leases) and the attempt its
+    claim counted (each later claim of the job counts one more)."""
+
+    name: str
+    attempts: int
 
 
 class Runs:

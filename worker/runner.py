@@ -26,7 +26,7 @@ from worker.audio import encode
 from worker.books import Books
 from worker.cache import CachedAudio, ResultCache, request_digest
 from worker.engines import Audio, SynthesisRequest
-from worker.lease import LeaseLost, Runs, lost_to
+from worker.lease import LeaseLost, Run, Runs
 from worker.outcome import Outcome, audio_url, fleet_error
 from worker.pieces import Spoken, synthesize_in_order
 from worker.pieces import timestamps as timestamps_of
@@ -129,14 +129,14 @@ class JobRunner:
         if len(job.text) > self.max_text_chars:
             # A book identical to one made before is that one's audio; one identical to a
             # book being made waits for it; else it fans out.
-            cached = self._cached(job)
-            if cached is None and (leader := self._leader(job)) is not None:
+            cached, leader = self._identical_book(job)
+            if leader is not None:
                 log.info("book %s follows identical book %s", job_id, leader)
                 return Outcome(status=None, voice=job.voice)
             if cached is None and self.books.fan_out(job):
                 return Outcome(status=None, voice=job.voice)
         try:
-            audio = cached or self._produce(job, name)
+            audio = cached or self._produce(job, Run(name, claim.attempts))
         except LeaseLost:
             log.warning("job %s: taken over by another run; this run's audio dropped", job_id)
             return Outcome(status=None, voice=job.voice)
@@ -175,34 +175,29 @@ class JobRunner:
         except Exception as exc:  # the job is canceled either way; the object is an orphan
             log.warning("job %s: cannot delete %s: %s", job.id, job.storage_key, exc)
 
-    def _cached(self, job: Job) -> AudioInfo | None:
-        """The audio of an identical request, under this job's own key, if it is cached;
-        a cache or copy that fails is a miss (the book is then made)."""
+    def _identical_book(self, job: Job) -> tuple[AudioInfo | None, str | None]:
+        """An identical book's audio under this one's own key, if it is cached; else the id
+        of an identical book being made, which `job` now follows (the reconciler sends it
+        again once that one ended). (None, None): `job` is made, also when the cache or a
+        copy fails."""
         if self.cache is None:
-            return None
+            return None, None
         digest = request_digest(job, self.model_version, self.cache.sharing)
         try:
             hit = self.cache.lookup(digest)
-            return None if hit is None else self._reuse(job, digest, hit)
+            if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
+                return reused, None
         except Exception as exc:
-            log.warning("job %s: result cache not read (%s); made anew", job.id, exc)
-            return None
-
-    def _leader(self, job: Job) -> str | None:
-        """The identical book being made, which `job` now follows (the reconciler sends it
-        again once that one ended); None: `job` is made (also when the cache fails)."""
-        if self.cache is None:
-            return None
-        digest = request_digest(job, self.model_version, self.cache.sharing)
+            log.warning("book %s: result cache not read (%s); made anew", job.id, exc)
         try:
-            return self.cache.lead(digest, job.id, self.store.ttl_s)
+            return None, self.cache.lead(digest, job.id, self.store.ttl_s)
         except Exception as exc:
             log.warning("book %s: identical books not looked for (%s); made", job.id, exc)
-            return None
+            return None, None
 
     def _remember_book(self, book_id: str) -> None:
         """A book just joined goes in the result cache as a job's audio does: its followers
-        (`_leader`), sent again, copy it from there."""
+        (`_identical_book`), sent again, copy it from there."""
         if self.cache is None:
             return
         try:
@@ -213,16 +208,16 @@ class JobRunner:
         except Exception as exc:  # the book succeeded either way; it is just not cached
             log.warning("book %s: not cached: %s", book_id, exc)
 
-    def _produce(self, job: Job, name: str) -> AudioInfo:
+    def _produce(self, job: Job, run: Run) -> AudioInfo:
         if self.cache is None:
-            return self._synthesize(job, name)
+            return self._synthesize(job, run)
         digest = request_digest(job, self.model_version, self.cache.sharing)
         hit = self.cache.lookup(digest)
         if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
             return reused
         if self.cache.lease(digest, job.id):
             try:
-                audio = self._synthesize(job, name)
+                audio = self._synthesize(job, run)
                 self.cache.store(digest, job.storage_key, audio)
                 return audio
             finally:
@@ -230,7 +225,7 @@ class JobRunner:
         hit = self.cache.wait(digest, timeout_s=120.0)
         if hit is not None and (reused := self._reuse(job, digest, hit)) is not None:
             return reused
-        return self._synthesize(job, name)
+        return self._synthesize(job, run)
 
     def _reuse(self, job: Job, digest: str, hit: CachedAudio) -> AudioInfo | None:
         """The cached object under this job's own key, or None if it is gone."""
@@ -244,7 +239,7 @@ class JobRunner:
             return None  # the timings expired: synthesize again rather than have none
         return hit.audio.model_copy(update={"url": audio_url(job.id)})
 
-    def _synthesize(self, job: Job, name: str) -> AudioInfo:
+    def _synthesize(self, job: Job, run: Run) -> AudioInfo:
         pieces = split_text(job.text, self.piece_chars)
         requests = [SynthesisRequest(text=p, voice=job.voice, speed=job.speed) for p in pieces]
         stream = StreamPublisher(self.store.redis, job, self.stream_entries, self.stream_ttl_s)
@@ -265,15 +260,15 @@ class JobRunner:
             self.synthesizer, requests, self.largest_group, stream.samples, progress
         )
         stream.close()
-        return self._store_spoken(job, spoken, name)
+        return self._store_spoken(job, spoken, run)
 
-    def _store_spoken(self, job: Job, spoken: Spoken, name: str) -> AudioInfo:
+    def _store_spoken(self, job: Job, spoken: Spoken, run: Run) -> AudioInfo:
         """Encode the job's audio, store it and its timings, unless another run took the
         job over meanwhile (a run stalled past its lease): synthesis differs run to run,
         and the stored object must be the one its run records."""
         encoded = encode(spoken.audio, job.format, job.sample_rate, job.loudness_lufs)
         timings = timestamps_of(spoken, len(spoken.audio.samples), encoded.duration_s)
-        if lost_to(self.store.lease_holder(job.id), name):
+        if run.name and not self.store.keep_run(job.id, run.name, run.attempts, self.lease_ms):
             raise LeaseLost(job.id)
         with as_storage_error():
             self.storage.put(job.storage_key, encoded.data, job.format.content_type)

@@ -129,6 +129,22 @@ def _quiet(samples: npt.NDArray[np.float32], end: bool) -> int:
     return len(samples) - 1 - int(loud[-1]) if end else int(loud[0])
 
 
+class _Tail:
+    """Holds back the last `size` samples until more come or the stream ends: the end of a
+    unit followed by another is trimmed (OpusPackets, Mp3Frames) once it is known."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held = np.zeros(0, dtype=np.float32)
+
+    def __call__(self, samples: npt.NDArray[np.float32], last: bool) -> npt.NDArray[np.float32]:
+        """What may go to the encoder now: at the end, all that is left."""
+        samples = np.concatenate([self._held, samples])
+        keep = 0 if last else min(len(samples), self.size)
+        self._held = samples[len(samples) - keep :]
+        return samples[: len(samples) - keep]
+
+
 class OpusPackets:
     """libopus (through PyAV, which also cuts the samples into its 20 ms frames) fed
     stretch by stretch: the packets, each with the samples it decodes to, for the reader to
@@ -159,8 +175,7 @@ class OpusPackets:
         self._codec: Any = codec
         self._look_ahead = struct.unpack_from("<H", self.head, 10)[0] * sample_rate // 48000
         self._skip = self._look_ahead if follows else 0
-        self._followed = followed
-        self._held = np.zeros(0, dtype=np.float32)
+        self._tail = _Tail(codec.frame_size + self._look_ahead) if followed else None
         self._fed = 0
 
     def encode(self, samples: npt.NDArray[np.float32], last: bool) -> list[tuple[int, bytes]]:
@@ -169,16 +184,11 @@ class OpusPackets:
             cut = min(self._skip, _quiet(samples, end=False))
             samples, self._skip = samples[cut:], 0 if cut < len(samples) else self._skip - cut
         flush = last
-        if self._followed:  # the tail is held until it is known to be the end
-            samples = np.concatenate([self._held, samples])
-            frame = self._codec.frame_size
-            if last:
-                part = (self._fed + len(samples)) % frame
-                if _quiet(samples, end=True) >= part + self._look_ahead:
-                    samples, flush = samples[: len(samples) - part], False
-            else:
-                keep = min(len(samples), frame + self._look_ahead)
-                samples, self._held = samples[: len(samples) - keep], samples[len(samples) - keep :]
+        if self._tail is not None:
+            samples = self._tail(samples, last)
+            part = (self._fed + len(samples)) % self._codec.frame_size
+            if last and _quiet(samples, end=True) >= part + self._look_ahead:
+                samples, flush = samples[: len(samples) - part], False
         packets: list[Any] = []
         if len(samples):
             frame = av.AudioFrame.from_ndarray(samples[np.newaxis, :], format="flt", layout="mono")
@@ -217,20 +227,16 @@ class Mp3Frames:
         )  # fmt: skip
         self._frame = 1152 if sample_rate >= 32000 else 576  # MPEG-1, or MPEG-2 and 2.5
         self._follows = follows
-        self._followed = followed
-        self._held = np.zeros(0, dtype=np.float32)
+        self._tail = _Tail(self.DELAY + self._frame) if followed else None
         self._fed = 0
         self._sent = 0
 
     def encode(self, samples: npt.NDArray[np.float32], last: bool) -> bytes:
         samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
-        if self._followed:  # the tail is held until it is known to be the end
-            samples = np.concatenate([self._held, samples])
+        if self._tail is not None:
+            samples = self._tail(samples, last)
             if last:
                 samples = samples[: len(samples) - self._cut(samples)]
-            else:
-                keep = min(len(samples), self.DELAY + self._frame)
-                samples, self._held = samples[: len(samples) - keep], samples[len(samples) - keep :]
         if len(samples):
             self._file.write(samples)
             self._fed += len(samples)
@@ -238,11 +244,11 @@ class Mp3Frames:
             self._file.close()
         data = self._buffer.getvalue()
         if self._sent == 0 and self._follows:
-            # The placeholder is a header and zeros up to the next frame's sync.
-            start = data.find(b"\xff", 4) if len(data) > 4 else -1
-            if start < 0:
+            # The placeholder is LAME's first frame (its tag, once written on close).
+            size = _frame_size(data)
+            if not size or len(data) < size:
                 return b""
-            self._sent = start
+            self._sent = size
         out, first = data[self._sent :], self._sent == 0
         self._sent = len(data)
         return _info_frame(out) if out and first else out
@@ -257,6 +263,27 @@ class Mp3Frames:
             return want
         fewer = want - self._frame * -(-(want - quiet) // self._frame)
         return max(0, fewer)
+
+
+# Layer III bit rates (kb/s) by index, MPEG-1 and MPEG-2/2.5; sample rates by index.
+_KBPS = {
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_RATES = {0b11: (44100, 48000, 32000), 0b10: (22050, 24000, 16000), 0b00: (11025, 12000, 8000)}
+
+
+def _frame_size(data: bytes) -> int:
+    """The length in bytes of the Layer III frame `data` starts with; 0 if it starts none."""
+    if len(data) < 4 or data[0] != 0xFF or (data[1] & 0xE0) != 0xE0:
+        return 0
+    version, rate_index, kbps_index = (data[1] >> 3) & 0b11, (data[2] >> 2) & 0b11, data[2] >> 4
+    if version not in _RATES or rate_index == 0b11 or kbps_index in (0, 0xF):
+        return 0
+    mpeg1 = version == 0b11
+    kbps = _KBPS[mpeg1][kbps_index]
+    padding = (data[2] >> 1) & 1
+    return (144 if mpeg1 else 72) * kbps * 1000 // _RATES[version][rate_index] + padding
 
 
 def _info_frame(data: bytes) -> bytes:

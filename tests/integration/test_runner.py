@@ -139,12 +139,13 @@ def test_a_delivery_past_the_limit_ends_failed_worker_lost(
 
 
 class TakenOverEngine(HalfSecondEngine):
-    """While it 'synthesizes', the job's lease comes to name `lease` (or lapses: None), as
-    when this run stalls past its lease and the reconciler's redelivery starts another."""
+    """While it 'synthesizes', the job's lease comes to name `lease` (or lapses: None) and,
+    with `claimed`, a later claim counts one more attempt: as when this run stalls past its
+    lease and the reconciler's redelivery starts another, which may even finish first."""
 
-    def __init__(self, store: JobStore, job_id: str, lease: str | None) -> None:
+    def __init__(self, store: JobStore, job_id: str, lease: str | None, claimed: bool) -> None:
         super().__init__()
-        self.store, self.job_id, self.lease = store, job_id, lease
+        self.store, self.job_id, self.lease, self.claimed = store, job_id, lease, claimed
 
     def synthesize(self, batch: Sequence[SynthesisRequest]) -> list[Audio]:
         key = keys.job_lease_key(self.job_id)
@@ -152,24 +153,32 @@ class TakenOverEngine(HalfSecondEngine):
             self.store.redis.delete(key)
         else:
             self.store.redis.set(key, self.lease)
+        if self.claimed:
+            self.store.redis.hincrby(keys.job_key(self.job_id), "attempts", 1)
         return super().synthesize(batch)
 
 
 @pytest.mark.parametrize(
-    ("lease", "stored"),
-    [("other-host:1:ab/77", False), (None, True), ("other-host:1:ab", True)],
-    ids=["another-run", "lapsed", "bare-mark"],
+    ("lease", "claimed", "stored"),
+    [
+        ("other-host:1:ab/77", True, False),
+        (None, True, False),  # the other run already ended: its lease lapsed too
+        (None, False, True),
+        ("other-host:1:ab", False, True),
+    ],
+    ids=["another-run", "another-run-ended", "lapsed", "bare-mark"],
 )
 def test_a_run_taken_over_stores_nothing_and_leaves_the_job_to_the_new_run(
-    store: JobStore, storage: FileStorage, lease: str | None, stored: bool
+    store: JobStore, storage: FileStorage, lease: str | None, claimed: bool, stored: bool
 ) -> None:
-    """A run whose lease names another run by the time its audio is made drops it: the
-    job's object is then only ever the new run's, whose sha256 it records. A lapsed lease
-    or a worker's bare mark is no takeover."""
+    """A run whose job was claimed again, or whose lease names another run, by the time its
+    audio is made drops it: the job's object is then only ever the new run's, whose sha256
+    it records. A lapsed lease with no claim since, or a worker's bare mark, is no takeover:
+    the run takes its lease back and stores."""
     job = make_job()
     store.create(job)
     runs = Runs(worker="this-host:1:cd", alive=lambda pid: True)
-    engine = TakenOverEngine(store, job.id, lease)
+    engine = TakenOverEngine(store, job.id, lease, claimed)
     runner = JobRunner(store, storage, DirectSynthesizer(engine), 3, runs=runs, lease_ms=10_000)
     outcome = runner.run(job.id)
     final = store.get(job.id)

@@ -60,9 +60,7 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         f"sentinel down-after-milliseconds {MASTER} 1000\n"
         f"sentinel failover-timeout {MASTER} 10000\n"
     )
-    procs.append(
-        subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
-    )
+    procs.append(subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL))
     group = SentinelGroup([master, replica], watcher, procs)
     try:
         wait_until(lambda: group.sentinel().ping(), timeout=10)
@@ -89,7 +87,8 @@ def test_a_sentinel_url_names_its_sentinels_master_and_database() -> None:
         redis_url.sentinel_target("sentinel://10.0.0.1:26379/0")
     # Celery's broker: kombu's own form of it, the master's name as a transport option.
     assert redis_url.broker("sentinel://:pw@a:1,b:2/4?master=m") == (
-        "sentinel://:pw@a:1/4;sentinel://:pw@b:2/4", {"master_name": "m"}
+        "sentinel://:pw@a:1/4;sentinel://:pw@b:2/4",
+        {"master_name": "m"},
     )
     assert redis_url.broker("redis://x:6379/0") == ("redis://x:6379/0", {})
 

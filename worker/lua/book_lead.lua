@@ -7,6 +7,7 @@
 local leader = redis.call('GET', KEYS[1])
 if leader and leader ~= ARGV[1] then
   local status = redis.call('HGET', ARGV[3] .. leader, 'status')
+  -- Being made (the reconciler, scheduler/reconciler.py, waits on the same two).
   if status == 'running' or status == 'queued' then
     redis.call('SET', KEYS[4], leader, 'PX', ARGV[2])
     redis.call('HINCRBY', KEYS[2], 'attempts', -1)
