@@ -41,24 +41,15 @@ class Runner(Protocol):
     """What the unit path reads of the `worker.runner.JobRunner` that builds it (named
     here, not imported: the runner imports this module)."""
 
-    @property
-    def store(self) -> JobStore: ...
-    @property
-    def storage(self) -> Storage: ...
-    @property
-    def synthesizer(self) -> Synthesizer: ...
-    @property
-    def max_attempts(self) -> int: ...
-    @property
-    def piece_chars(self) -> int: ...
-    @property
-    def largest_group(self) -> int: ...
-    @property
-    def stream_entries(self) -> int: ...
-    @property
-    def stream_ttl_s(self) -> int: ...
-    @property
-    def progress_event_s(self) -> float: ...
+    store: JobStore
+    storage: Storage
+    synthesizer: Synthesizer
+    max_attempts: int
+    piece_chars: int
+    largest_group: int
+    stream_entries: int
+    stream_ttl_s: int
+    progress_event_s: float
 
 
 class Books:
