@@ -101,7 +101,9 @@ def test_the_store_follows_the_master_through_a_failover(sentinel_group: Sentine
     replica = redis.Redis(port=next(p for p in sentinel_group.ports if p != first))
     wait_until(lambda: replica.exists(f"ttsfleet:job:{before.id}"), timeout=10)
 
-    sentinel_group.sentinel().execute_command("SENTINEL", "FAILOVER", MASTER)
+    # NOGOODSLAVE until the sentinel has heard the replica report a healthy link: ask again.
+    failover = sentinel_group.sentinel().execute_command
+    wait_until(lambda: failover("SENTINEL", "FAILOVER", MASTER), timeout=30, interval=0.5)
     wait_until(lambda: sentinel_group.master_port() != first, timeout=30, interval=0.2)
     wait_until(lambda: replica.info("replication")["role"] == "master", timeout=30)
     # Once the old master is a replica, the store's open connections to it are refused
